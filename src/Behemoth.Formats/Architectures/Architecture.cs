@@ -29,14 +29,14 @@ public abstract class DecoderArchitecture : Architecture
         double RmsNormEps, string HiddenAct, bool TieWordEmbeddings, int MaxPositions, RopeConfig Rope,
         int? BosTokenId, int[] EosTokenIds);
 
-    protected static Common ReadCommon(ConfigReader c, double defaultEps, double defaultTheta, ConfigReader? tieFrom = null)
+    protected static Common ReadCommon(ConfigReader c, double defaultEps, double defaultTheta, ConfigReader? tieFrom = null, int? defaultHeadDim = null)
     {
         int hidden = c.RequiredInt("hidden_size");
         int heads = c.RequiredInt("num_attention_heads");
         int kvHeads = c.Int("num_key_value_heads", heads, min: 1);
         if (heads % kvHeads != 0)
             throw c.Error("num_key_value_heads", $"must divide num_attention_heads ({heads}), found {kvHeads}");
-        int? headDim = c.OptionalInt("head_dim", min: 1);
+        int? headDim = c.OptionalInt("head_dim", min: 1) ?? defaultHeadDim;
         if (headDim is null && hidden % heads != 0)
             throw c.Error("hidden_size", $"must be a multiple of num_attention_heads ({heads}) when head_dim is not given, found {hidden}");
         int dim = headDim ?? hidden / heads;
@@ -60,20 +60,21 @@ public abstract class DecoderArchitecture : Architecture
     }
 
     /// <summary>
-    /// Qwen-style sliding-window layers: <c>layer_types</c> when given, otherwise (when <c>use_sliding_window</c>)
-    /// layers from <c>max_window_layers</c> on slide over the last <c>sliding_window</c> positions.
+    /// Qwen2-MoE sliding-window layers (Qwen2MoeConfig): <c>layer_types</c> when given; otherwise, with
+    /// <c>use_sliding_window</c>, the even layers (i + 1 odd) below <c>max_window_layers</c> slide over the last
+    /// <c>sliding_window</c> positions.
     /// </summary>
-    protected static (AttentionKind Kind, int Window)[] QwenAttentionKinds(ConfigReader c, int layers)
+    protected static (AttentionKind Kind, int Window)[] Qwen2AttentionKinds(ConfigReader c, int layers)
     {
-        int? window = c.Bool("use_sliding_window", false) ? c.OptionalInt("sliding_window", min: 1) : null;
+        bool use = c.Bool("use_sliding_window", false);
         int maxWindowLayers = c.Int("max_window_layers", layers);
         var types = ReadLayerTypes(c, layers);
         return Enumerable.Range(0, layers).Select(i =>
         {
-            bool sliding = types is not null ? types[i] == "sliding_attention" : window is not null && i >= maxWindowLayers;
+            bool sliding = types is not null ? types[i] == "sliding_attention" : use && (i + 1) % 2 != 0 && i < maxWindowLayers;
             if (!sliding) return (AttentionKind.Full, 0);
-            int w = window ?? c.OptionalInt("sliding_window", min: 1)
-                ?? throw c.Error("sliding_window", $"layer {i} is a sliding_attention layer but no window size is given");
+            int w = c.OptionalInt("sliding_window", min: 1)
+                ?? throw c.Error("sliding_window", $"layer {i} is a sliding-window layer but no window size is given");
             return (AttentionKind.Sliding, w);
         }).ToArray();
     }

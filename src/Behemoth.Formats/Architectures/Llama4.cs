@@ -30,7 +30,7 @@ public class Llama4 : DecoderArchitecture
 
     protected static DecoderConfig ReadText(ConfigReader root, ConfigReader c, TensorNames names, string architecture, string modelType)
     {
-        var common = ReadCommon(c, defaultEps: 1e-5, defaultTheta: 500000, tieFrom: root);
+        var common = ReadCommon(c, defaultEps: 1e-5, defaultTheta: 500000, tieFrom: root, defaultHeadDim: 128);
         int n = common.NumLayers;
         int intermediate = c.Int("intermediate_size", 8192, min: 1);
         var moe = new MoeSpec(

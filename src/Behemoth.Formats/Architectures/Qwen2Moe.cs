@@ -43,7 +43,7 @@ public sealed class Qwen2Moe : DecoderArchitecture
             SharedIntermediate: c.Int("shared_expert_intermediate_size", 5632, min: 1),
             SharedExpertSigmoidGate: true,
             Layout: ExpertLayout.PerExpert);
-        var attention = QwenAttentionKinds(c, common.NumLayers);
+        var attention = Qwen2AttentionKinds(c, common.NumLayers);
         var isMoe = QwenMoeLayers(c, common.NumLayers, experts);
         int dense = c.Int("intermediate_size", 5632, min: 1);
         var layers = Enumerable.Range(0, common.NumLayers).Select(i => new LayerSpec(

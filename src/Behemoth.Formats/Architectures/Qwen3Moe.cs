@@ -5,7 +5,7 @@ namespace Behemoth.Formats.Architectures;
 /// <summary>
 /// <c>Qwen3MoeForCausalLM</c>: Qwen2-MoE without the shared expert, with per-head RMSNorm of q and k
 /// (weights [head_dim]) before RoPE, <c>attention_bias</c> on all four projections, and <c>head_dim</c>
-/// independent of hidden_size / heads.
+/// independent of hidden_size / heads. With <c>use_sliding_window</c> every layer slides.
 /// </summary>
 public sealed class Qwen3Moe : DecoderArchitecture
 {
@@ -24,11 +24,12 @@ public sealed class Qwen3Moe : DecoderArchitecture
             SharedIntermediate: 0,
             SharedExpertSigmoidGate: false,
             Layout: ExpertLayout.PerExpert);
-        var attention = QwenAttentionKinds(c, common.NumLayers);
+        // Qwen3-MoE applies sliding_window (when use_sliding_window) to every layer; max_window_layers is unused.
+        int? window = c.Bool("use_sliding_window", false) ? c.OptionalInt("sliding_window", min: 1) : null;
         var isMoe = QwenMoeLayers(c, common.NumLayers, experts);
         int dense = c.Int("intermediate_size", 6144, min: 1);
         var layers = Enumerable.Range(0, common.NumLayers).Select(i => new LayerSpec(
-            i, attention[i].Kind, attention[i].Window, UseRope: true, QkNorm: QkNormKind.PerHeadRms, TemperatureTuning: false,
+            i, window is null ? AttentionKind.Full : AttentionKind.Sliding, window ?? 0, UseRope: true, QkNorm: QkNormKind.PerHeadRms, TemperatureTuning: false,
             FeedForward: isMoe[i] ? FeedForwardKind.Moe : FeedForwardKind.Dense, DenseIntermediate: dense)).ToList();
         bool bias = c.Bool("attention_bias", false);
         return Build(c, common, moe, layers, Qwen2Moe.QwenNames, qkvBias: bias, outputBias: bias);

@@ -39,7 +39,8 @@ public sealed record RopeConfig(
                 for (int i = 0; i < inv.Length; i++) inv[i] /= Factor;
                 break;
             case "llama3":
-                // Long wavelengths are slowed by `factor`, short ones kept, and the band between interpolated.
+                // Long wavelengths are slowed by `factor`, short ones kept, and the band between interpolated
+                // (empty when the two factors are equal, as in Llama-4-Scout).
                 double lowFreqWavelen = OriginalMaxPositions / LowFreqFactor;
                 double highFreqWavelen = OriginalMaxPositions / HighFreqFactor;
                 for (int i = 0; i < inv.Length; i++)
@@ -47,7 +48,7 @@ public sealed record RopeConfig(
                     double wavelen = 2 * Math.PI / inv[i];
                     if (wavelen > lowFreqWavelen)
                         inv[i] /= Factor;
-                    else if (wavelen >= highFreqWavelen)
+                    else if (wavelen >= highFreqWavelen && HighFreqFactor != LowFreqFactor)
                     {
                         double smooth = (OriginalMaxPositions / wavelen - LowFreqFactor) / (HighFreqFactor - LowFreqFactor);
                         inv[i] = (1 - smooth) * inv[i] / Factor + smooth * inv[i];

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using Behemoth.Cli;
+using Behemoth.Cli.Commands;
+
+var root = new RootCommand("Behemoth: carve device-sized models out of Mixture-of-Experts checkpoints and run them on-device.");
+root.Options.Add(CliErrors.Verbose);
+root.Subcommands.Add(InspectCommand.Create());
+root.Subcommands.Add(LogitsCommand.Create());
+return root.Parse(args).Invoke();

@@ -1,0 +1,100 @@
+using System.Numerics.Tensors;
+using Behemoth.Formats.Config;
+
+namespace Behemoth.Reference.Blocks;
+
+/// <summary>What the router decided for one token in one MoE layer.</summary>
+public readonly record struct Routing(int Token, int Expert, float Weight);
+
+/// <summary>
+/// The sparse MoE feed-forward: route each token to its top-k experts, run each expert once on the tokens
+/// it received (so only chosen experts' weights are read), combine, and add the shared expert.
+/// </summary>
+internal static class MoeBlock
+{
+    public static void Forward(DecoderConfig c, Weights w, int layer, ReadOnlySpan<float> x, Span<float> y, List<Routing>? trace)
+    {
+        var m = c.Moe;
+        var n = c.Names;
+        int h = c.HiddenSize, seq = x.Length / h;
+        string L(string template, int e = -1) => TensorNames.Format(template, layer, e);
+
+        // router_logits = self.gate(hidden_states)   [T, E]
+        var logits = new float[seq * m.NumExperts];
+        using (var router = w.View(L(n.Router))) Ops.Linear(x, router.Span, default, logits, h, m.NumExperts);
+
+        var routes = new List<Routing>(seq * m.TopK);
+        for (int t = 0; t < seq; t++)
+            Route(m, logits.AsSpan(t * m.NumExperts, m.NumExperts), t, routes);
+        trace?.AddRange(routes);
+
+        y[..(seq * h)].Clear();
+        foreach (var group in routes.GroupBy(r => r.Expert).OrderBy(g => g.Key))
+        {
+            var chosen = group.ToList();
+            var input = new float[chosen.Count * h];
+            for (int i = 0; i < chosen.Count; i++)
+            {
+                var row = input.AsSpan(i * h, h);
+                x.Slice(chosen[i].Token * h, h).CopyTo(row);
+                // Llama 4: routed_in = hidden_states * sigmoid(score), the expert sees a scaled input.
+                if (m.Router == RouterKind.TopKSigmoid) TensorPrimitives.Multiply(row, chosen[i].Weight, row);
+            }
+            var output = new float[chosen.Count * h];
+            int e = group.Key;
+            if (m.Layout == ExpertLayout.Fused)
+                FeedForward.FusedSwiGlu(w, L(n.FusedGateUp!), L(n.FusedDown!), e, input, output, h, m.ExpertIntermediate);
+            else
+                FeedForward.SwiGlu(w, L(n.ExpertGate!, e), L(n.ExpertUp!, e), L(n.ExpertDown!, e), input, output, h, m.ExpertIntermediate);
+            for (int i = 0; i < chosen.Count; i++)
+            {
+                var dst = y.Slice(chosen[i].Token * h, h);
+                float scale = m.Router == RouterKind.TopKSigmoid ? 1f : chosen[i].Weight;
+                TensorPrimitives.MultiplyAdd(output.AsSpan(i * h, h), scale, dst, dst);
+            }
+        }
+
+        if (m.SharedIntermediate <= 0 || n.SharedGate is null) return;
+        var shared = new float[seq * h];
+        FeedForward.SwiGlu(w, L(n.SharedGate), L(n.SharedUp!), L(n.SharedDown!), x, shared, h, m.SharedIntermediate);
+        if (m.SharedExpertSigmoidGate)
+        {
+            // shared_expert_output = sigmoid(shared_expert_gate(x)) * shared_expert(x)
+            var gate = new float[seq];
+            using (var g = w.View(L(n.SharedExpertGate!))) Ops.Linear(x, g.Span, default, gate, h, 1);
+            for (int t = 0; t < seq; t++)
+                TensorPrimitives.Multiply(shared.AsSpan(t * h, h), (float)(1 / (1 + Math.Exp(-gate[t]))), shared.AsSpan(t * h, h));
+        }
+        TensorPrimitives.Add(y[..(seq * h)], shared, y[..(seq * h)]);
+    }
+
+    /// <summary>Top-k experts of one token and their weights, per the architecture's router.</summary>
+    private static void Route(MoeSpec m, ReadOnlySpan<float> logits, int token, List<Routing> routes)
+    {
+        var order = Enumerable.Range(0, logits.Length).ToArray();
+        var keys = logits.ToArray();
+        // Descending by logit; softmax is monotonic, so the top-k of logits and of probabilities agree.
+        Array.Sort(keys.Select(k => -k).ToArray(), order);
+        var top = order.AsSpan(0, m.TopK);
+
+        if (m.Router == RouterKind.TopKSigmoid)
+        {
+            // router_scores = sigmoid(top-k logits); the others are sigmoid(-inf) = 0.
+            foreach (int e in top) routes.Add(new Routing(token, e, (float)(1 / (1 + Math.Exp(-logits[e])))));
+            return;
+        }
+
+        // routing_weights = softmax(router_logits, dtype=float); topk; optionally renormalise over the top-k.
+        double max = double.NegativeInfinity;
+        foreach (float v in logits) max = Math.Max(max, v);
+        double sum = 0;
+        foreach (float v in logits) sum += Math.Exp(v - max);
+        double topSum = 0;
+        foreach (int e in top) topSum += Math.Exp(logits[e] - max) / sum;
+        foreach (int e in top)
+        {
+            double p = Math.Exp(logits[e] - max) / sum;
+            routes.Add(new Routing(token, e, (float)(m.NormTopKProb ? p / topSum : p)));
+        }
+    }
+}

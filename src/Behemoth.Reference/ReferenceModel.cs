@@ -1,0 +1,188 @@
+using System.Numerics.Tensors;
+using Behemoth.Formats.Architectures;
+using Behemoth.Formats.Checkpoints;
+using Behemoth.Formats.Config;
+using Behemoth.Formats.Description;
+using Behemoth.Formats.Errors;
+using Behemoth.Reference.Blocks;
+
+namespace Behemoth.Reference;
+
+/// <summary>
+/// The reference engine: a float32 full-sequence forward pass of any runnable architecture, read top to
+/// bottom like the Hugging Face modeling code it mirrors. Weights stay in the memory-mapped checkpoint and
+/// are upcast per use; only the experts the router picks are read.
+/// </summary>
+public sealed class ReferenceModel : IDisposable
+{
+    private readonly Checkpoint _checkpoint;
+    private readonly Weights _weights;
+
+    private ReferenceModel(Checkpoint checkpoint, DecoderConfig config, ModelDescription description, Weights weights)
+    {
+        _checkpoint = checkpoint;
+        Config = config;
+        Description = description;
+        _weights = weights;
+    }
+
+    public DecoderConfig Config { get; }
+
+    public ModelDescription Description { get; }
+
+    /// <summary>Tensor bytes read from the checkpoint so far.</summary>
+    public long BytesRead => _checkpoint.BytesRead;
+
+    /// <summary>
+    /// Opens a Hugging Face model directory and checks, before any computation, that the config is complete
+    /// and every tensor it implies is present with the right shape and a floating-point dtype.
+    /// </summary>
+    public static ReferenceModel Load(string modelDirectory)
+    {
+        var reader = ArchitectureRegistry.LoadConfig(modelDirectory);
+        var config = ArchitectureRegistry.ReadDecoder(reader);
+        config.Rope.EnsureSupported(config.ConfigPath);
+        if (config.HiddenAct != "silu")
+            throw new ModelConfigException(config.ConfigPath, $"activation '{config.HiddenAct}' is not supported (supported: silu)", "hidden_act");
+        var description = ModelDescription.FromDecoder(config);
+
+        var checkpoint = Checkpoint.Open(modelDirectory);
+        try
+        {
+            var tensors = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
+            foreach (var spec in description.Tensors)
+                tensors[spec.Name] = checkpoint.Get(spec.Name).Expect(spec.Shape);
+            return new ReferenceModel(checkpoint, config, description, new Weights(tensors));
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Logits [tokens, vocab] (row-major) for one sequence at positions 0..T-1.</summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, CancellationToken cancellationToken = default) =>
+        Forward(tokens, trace: null, cancellationToken);
+
+    /// <summary>As <see cref="Forward(ReadOnlySpan{int}, CancellationToken)"/>, recording every routing decision per layer into <paramref name="trace"/>.</summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, IList<List<Routing>>? trace, CancellationToken cancellationToken = default)
+    {
+        var c = Config;
+        var n = c.Names;
+        int seq = tokens.Length, h = c.HiddenSize, d = c.HeadDim;
+        int qDim = c.NumHeads * d, kvDim = c.NumKvHeads * d;
+        if (seq == 0) throw new ArgumentException("at least one token is needed", nameof(tokens));
+        for (int t = 0; t < seq; t++)
+            if ((uint)tokens[t] >= (uint)c.VocabSize)
+                throw new BehemothException($"token id {tokens[t]} at position {t} is outside the vocabulary (0..{c.VocabSize - 1})");
+
+        // Run state, allocated once per call.
+        var x = new float[seq * h];          // residual stream   (T, hidden)
+        var hn = new float[seq * h];         // normed input      (T, hidden)
+        var q = new float[seq * qDim];       // queries           (T, heads·d)
+        var k = new float[seq * kvDim];      // keys              (T, kv_heads·d)
+        var v = new float[seq * kvDim];      // values            (T, kv_heads·d)
+        var attn = new float[seq * qDim];    // attention output  (T, heads·d)
+        var delta = new float[seq * h];      // block output      (T, hidden)
+        var rope = new Rope(c.Rope, c.RopeLayout, d, seq);
+
+        // inputs_embeds = self.embed_tokens(input_ids)
+        for (int t = 0; t < seq; t++)
+        {
+            using var row = new FloatView(_weights[n.Embed], (long)tokens[t] * h, h);
+            row.Span.CopyTo(x.AsSpan(t * h, h));
+        }
+
+        foreach (var layer in c.Layers)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string L(string template) => TensorNames.Format(template, layer.Index);
+
+            // hidden_states = self.input_layernorm(hidden_states)
+            using (var w = _weights.View(L(n.InputNorm))) Ops.RmsNorm(x, w.Span, hn, h, c.RmsNormEps);
+
+            // q, k, v projections (+ bias)
+            Project(hn, L(n.Q), c.QkvBias ? L(n.QBias) : null, q, h, qDim);
+            Project(hn, L(n.K), c.QkvBias ? L(n.KBias) : null, k, h, kvDim);
+            Project(hn, L(n.V), c.QkvBias ? L(n.VBias) : null, v, h, kvDim);
+
+            // OLMoE: q_norm / k_norm over the whole projections, then clip_qkv.
+            if (layer.QkNorm == QkNormKind.ProjectionRms)
+            {
+                using (var w = _weights.View(L(n.QNorm))) Ops.RmsNorm(q, w.Span, q, qDim, c.RmsNormEps);
+                using (var w = _weights.View(L(n.KNorm))) Ops.RmsNorm(k, w.Span, k, kvDim, c.RmsNormEps);
+            }
+            if (c.ClipQkv is double clip)
+            {
+                TensorPrimitives.Clamp(q, (float)-clip, (float)clip, q);
+                TensorPrimitives.Clamp(k, (float)-clip, (float)clip, k);
+                TensorPrimitives.Clamp(v, (float)-clip, (float)clip, v);
+            }
+            // Qwen3-MoE: RMSNorm per head, before RoPE.
+            if (layer.QkNorm == QkNormKind.PerHeadRms)
+            {
+                using (var w = _weights.View(L(n.QNorm))) Ops.RmsNorm(q, w.Span, q, d, c.RmsNormEps);
+                using (var w = _weights.View(L(n.KNorm))) Ops.RmsNorm(k, w.Span, k, d, c.RmsNormEps);
+            }
+
+            if (layer.UseRope)
+            {
+                rope.Apply(q, c.NumHeads);
+                rope.Apply(k, c.NumKvHeads);
+            }
+            // Llama 4: weightless RMS ("L2") norm per head after RoPE, on RoPE layers.
+            if (layer.QkNorm == QkNormKind.L2)
+            {
+                Ops.RmsNorm(q, default, q, d, c.RmsNormEps);
+                Ops.RmsNorm(k, default, k, d, c.RmsNormEps);
+            }
+            // Llama 4 NoPE layers: attn_scales = log(floor((pos + 1) / floor_scale) + 1) * attn_scale + 1 scales q.
+            if (layer.TemperatureTuning)
+                for (int t = 0; t < seq; t++)
+                {
+                    float s = (float)(Math.Log(Math.Floor((t + 1.0) / c.FloorScale) + 1.0) * c.AttnScale + 1.0);
+                    TensorPrimitives.Multiply(q.AsSpan(t * qDim, qDim), s, q.AsSpan(t * qDim, qDim));
+                }
+
+            Attention.Compute(layer, q, k, v, attn, seq, c.NumHeads, c.NumKvHeads, d);
+
+            // hidden_states = residual + self.o_proj(attn_output)
+            Project(attn, L(n.O), c.OutputBias ? L(n.OBias) : null, delta, qDim, h);
+            TensorPrimitives.Add(x, delta, x);
+
+            // hidden_states = residual + self.mlp(self.post_attention_layernorm(hidden_states))
+            using (var w = _weights.View(L(n.PostAttentionNorm))) Ops.RmsNorm(x, w.Span, hn, h, c.RmsNormEps);
+            if (layer.FeedForward == FeedForwardKind.Moe)
+            {
+                List<Routing>? routes = trace is null ? null : new List<Routing>();
+                MoeBlock.Forward(c, _weights, layer.Index, hn, delta, routes);
+                if (routes is not null) trace!.Add(routes);
+            }
+            else
+                FeedForward.SwiGlu(_weights, L(n.DenseGate!), L(n.DenseUp!), L(n.DenseDown!), hn, delta, h, layer.DenseIntermediate);
+            TensorPrimitives.Add(x, delta, x);
+        }
+
+        // logits = self.lm_head(self.norm(hidden_states))
+        using (var w = _weights.View(n.FinalNorm)) Ops.RmsNorm(x, w.Span, hn, h, c.RmsNormEps);
+        var logits = new float[seq * c.VocabSize];
+        using (var head = _weights.View(c.TieWordEmbeddings ? n.Embed : n.LmHead))
+            Ops.Linear(hn, head.Span, default, logits, h, c.VocabSize);
+        return logits;
+    }
+
+    private void Project(ReadOnlySpan<float> input, string weight, string? bias, Span<float> output, int inDim, int outDim)
+    {
+        using var w = _weights.View(weight);
+        if (bias is null)
+        {
+            Ops.Linear(input, w.Span, default, output, inDim, outDim);
+            return;
+        }
+        using var b = _weights.View(bias);
+        Ops.Linear(input, w.Span, b.Span, output, inDim, outDim);
+    }
+
+    public void Dispose() => _checkpoint.Dispose();
+}
