@@ -39,6 +39,8 @@ public sealed class ConfigReader
 
     public static ConfigReader Parse(string file, ReadOnlyMemory<byte> json)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span))
+            throw new ModelConfigException(file, "not valid UTF-8 text");
         try
         {
             // The document is cloned so the reader does not depend on a disposable JsonDocument.

@@ -37,6 +37,9 @@ public static class SafetensorsHeader
     /// </summary>
     public static Parsed Parse(string file, ReadOnlyMemory<byte> json, long dataLength)
     {
+        // Names are decoded from UTF-8 later; refuse bad bytes here rather than fail half-way through.
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span))
+            throw new CheckpointFormatException(file, "header is not valid UTF-8");
         JsonDocument doc;
         try
         {
