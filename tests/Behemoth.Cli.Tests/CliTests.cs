@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Behemoth.Tests;
+
+namespace Behemoth.Cli.Tests;
+
+/// <summary>The built <c>behemoth</c> program, run as a user runs it.</summary>
+public sealed class CliTests
+{
+    private sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    private static Result Run(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "behemoth.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        process.WaitForExit();
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Fact]
+    public void Inspect_json_reports_mixtral_8x7b()
+    {
+        var r = Run("inspect", TestPaths.Config("Mixtral-8x7B-v0.1.json"), "--json");
+        Assert.Equal(0, r.ExitCode);
+        var json = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal(46_702_792_704, json["total_parameters"]!.GetValue<long>());
+        Assert.Equal(12_879_925_248, json["active_parameters"]!.GetValue<long>());
+        Assert.Equal(32, json["layers"]!.GetValue<int>());
+        Assert.Equal(8, json["experts"]!.GetValue<int>());
+        Assert.Equal(2, json["top_k"]!.GetValue<int>());
+        Assert.Equal(2 * 176_160_768L, json["bytes_per_expert"]!["fp16"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void Inspect_text_accepts_a_model_directory()
+    {
+        var r = Run("inspect", TestPaths.Golden("llama4"));
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("Llama4ForCausalLM", r.Stdout);
+        Assert.Contains("top-1", r.Stdout);
+    }
+
+    [Fact]
+    public void Logits_writes_the_golden_layout_and_checks_it()
+    {
+        using var dir = new TempDirectory();
+        string golden = TestPaths.Golden("qwen2_moe");
+        string output = dir.File("logits.f32");
+        var r = Run("logits", golden, "--tokens-file", Path.Combine(golden, "input_ids.json"), "--out", output,
+            "--expect", Path.Combine(golden, "logits.f32"));
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        Assert.Equal(24 * 512 * 4, new FileInfo(output).Length);
+        Assert.Contains("match", r.Stdout);
+    }
+
+    [Fact]
+    public void Logits_with_inline_tokens_and_a_failed_expectation_exits_2()
+    {
+        using var dir = new TempDirectory();
+        string golden = TestPaths.Golden("mixtral");
+        // Different tokens than the golden run: the comparison must fail (exit 2), not silently pass.
+        var r = Run("logits", golden, "--tokens", string.Join(' ', Enumerable.Range(1, 24)), "--out", dir.File("l.f32"),
+            "--expect", Path.Combine(golden, "logits.f32"));
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("MISMATCH", r.Stdout);
+    }
+
+    [Fact]
+    public void Corrupt_checkpoint_gives_one_line_without_a_stack_trace()
+    {
+        using var dir = new TempDirectory();
+        string golden = TestPaths.Golden("mixtral");
+        File.Copy(Path.Combine(golden, "config.json"), dir.File("config.json"));
+        byte[] weights = File.ReadAllBytes(Path.Combine(golden, "model.safetensors"));
+        File.WriteAllBytes(dir.File("model.safetensors"), weights[..^100]);
+        string output = dir.File("out.f32");
+
+        var r = Run("logits", dir.Path, "--tokens", "1 2 3", "--out", output);
+        Assert.Equal(1, r.ExitCode);
+        string line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains("model.safetensors", line);
+        Assert.Contains("file truncated?", line);
+        Assert.False(File.Exists(output));
+
+        var verbose = Run("logits", dir.Path, "--tokens", "1 2 3", "--out", output, "--verbose");
+        Assert.Equal(1, verbose.ExitCode);
+        Assert.Contains("   at ", verbose.Stderr);
+    }
+
+    [Theory]
+    [InlineData("{\"architectures\": [\"GPT2LMHeadModel\"]}", "unsupported architecture 'GPT2LMHeadModel'")]
+    [InlineData("{\"architectures\": [\"MixtralForCausalLM\"], \"vocab_size\": 32000}", "field 'hidden_size': required field is missing")]
+    [InlineData("{\"architectures\": [\"MixtralForCausalLM\"], \"hidden_size\": \"big\"}", "field 'hidden_size': expected an integer")]
+    [InlineData("not json", "not valid JSON")]
+    public void Bad_configs_are_explained(string config, string expected)
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllText(dir.File("config.json"), config);
+        var r = Run("inspect", dir.Path);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(expected, r.Stderr);
+        Assert.Contains("config.json", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+
+    [Fact]
+    public void Bad_token_lists_are_explained()
+    {
+        var r = Run("logits", TestPaths.Golden("olmoe"), "--tokens", "1 two 3", "--out", "/tmp/never.f32");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("'two' is not a non-negative integer token id", r.Stderr);
+        Assert.False(File.Exists("/tmp/never.f32"));
+    }
+
+    [Fact]
+    public void Help_lists_the_commands()
+    {
+        var r = Run("--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("inspect", r.Stdout);
+        Assert.Contains("logits", r.Stdout);
+    }
+}
