@@ -33,6 +33,9 @@ public sealed class ReferenceModel : IDisposable
     /// <summary>Tensor bytes read from the checkpoint so far.</summary>
     public long BytesRead => _checkpoint.BytesRead;
 
+    /// <summary>Size of the checkpoint's weight files.</summary>
+    public long CheckpointBytes => _checkpoint.WeightFileBytes;
+
     /// <summary>
     /// Opens a Hugging Face model directory and checks, before any computation, that the config is complete
     /// and every tensor it implies is present with the right shape and a floating-point dtype.

@@ -36,7 +36,7 @@ internal static class LogitsCommand
 
             var c = reference.Config;
             Console.WriteLine($"{c.Architecture}: {ids.Length} tokens → logits [{ids.Length}, {c.VocabSize}] written to {outPath}");
-            Console.WriteLine($"  reference engine, {elapsed.TotalMilliseconds:F0} ms; read {reference.BytesRead:N0} of {reference.Description.TotalParameters:N0} parameters' checkpoint bytes");
+            Console.WriteLine($"  reference engine, {elapsed.TotalMilliseconds:F0} ms; read {reference.BytesRead:N0} of the checkpoint's {reference.CheckpointBytes:N0} bytes");
             string? expected = parse.GetValue(expect);
             if (expected is null) return 0;
             double diff = MaxAbsDifference(logits, expected);

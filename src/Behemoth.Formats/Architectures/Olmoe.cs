@@ -10,13 +10,8 @@ public sealed class Olmoe : DecoderArchitecture
 {
     public override string Name => "OlmoeForCausalLM";
 
-    private static readonly TensorNames Names = new()
-    {
-        Router = "model.layers.{L}.mlp.gate.weight",
-        ExpertGate = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight",
-        ExpertUp = "model.layers.{L}.mlp.experts.{E}.up_proj.weight",
-        ExpertDown = "model.layers.{L}.mlp.experts.{E}.down_proj.weight",
-    };
+    // OLMoE names its router and experts as Qwen-MoE does (mlp.gate, mlp.experts.{E}.*_proj).
+    private static TensorNames Names => Qwen2Moe.QwenNames;
 
     public override DecoderConfig Read(ConfigReader c)
     {
