@@ -42,6 +42,12 @@ public abstract class DecoderArchitecture : Architecture
         int dim = headDim ?? hidden / heads;
         if (dim % 2 != 0)
             throw c.Error("head_dim", $"must be even for rotary embeddings, found {dim}");
+        double eps = c.Double("rms_norm_eps", defaultEps);
+        if (eps < 0)
+            throw c.Error("rms_norm_eps", $"must not be negative, found {eps}");
+        var rope = RopeConfig.Read(c, defaultTheta);
+        if (rope.Theta <= 0 || rope.Factor <= 0)
+            throw c.Error(rope.SourceField, $"RoPE theta and factor must be positive, found theta {rope.Theta}, factor {rope.Factor}");
         bool tie = (tieFrom ?? c).Bool("tie_word_embeddings", c.Bool("tie_word_embeddings", false));
         return new Common(
             VocabSize: c.RequiredInt("vocab_size"),
@@ -50,11 +56,11 @@ public abstract class DecoderArchitecture : Architecture
             NumHeads: heads,
             NumKvHeads: kvHeads,
             HeadDim: dim,
-            RmsNormEps: c.Double("rms_norm_eps", defaultEps),
+            RmsNormEps: eps,
             HiddenAct: c.String("hidden_act", "silu"),
             TieWordEmbeddings: tie,
             MaxPositions: c.Int("max_position_embeddings", 4096, min: 1),
-            Rope: RopeConfig.Read(c, defaultTheta),
+            Rope: rope,
             BosTokenId: c.OptionalInt("bos_token_id"),
             EosTokenIds: c.IntOrIntArray("eos_token_id"));
     }

@@ -82,11 +82,14 @@ public class Llama4 : DecoderArchitecture
                 DenseIntermediate: denseIntermediate);
         }).ToList();
 
+        double floorScale = c.Double("floor_scale", 8192);
+        if (floorScale <= 0)
+            throw c.Error("floor_scale", $"must be positive, found {floorScale}");
         bool bias = c.Bool("attention_bias", false);
         return Build(c, common, moe, layers, names, qkvBias: bias, outputBias: bias, RopeLayout.Interleaved, architecture, modelType) with
         {
             AttnScale = c.Double("attn_scale", 0.1),
-            FloorScale = c.Double("floor_scale", 8192),
+            FloorScale = floorScale,
             ConfigPath = root.File,
         };
     }

@@ -86,10 +86,13 @@ public sealed class Checkpoint : IDisposable
 
     private static List<KeyValuePair<string, string>> ReadWeightMap(string indexPath)
     {
+        byte[] bytes = File.ReadAllBytes(indexPath);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new CheckpointFormatException(indexPath, "not valid UTF-8 text");
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            doc = JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {
