@@ -75,7 +75,7 @@ public sealed class ReferenceModel : IDisposable
         var n = c.Names;
         int seq = tokens.Length, h = c.HiddenSize, d = c.HeadDim;
         int qDim = c.NumHeads * d, kvDim = c.NumKvHeads * d;
-        if (seq == 0) throw new ArgumentException("at least one token is needed", nameof(tokens));
+        if (seq == 0) throw new BehemothException("no token ids given: at least one token is needed");
         for (int t = 0; t < seq; t++)
             if ((uint)tokens[t] >= (uint)c.VocabSize)
                 throw new BehemothException($"token id {tokens[t]} at position {t} is outside the vocabulary (0..{c.VocabSize - 1})");

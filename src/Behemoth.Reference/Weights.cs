@@ -45,7 +45,10 @@ internal sealed class Weights(IReadOnlyDictionary<string, CheckpointTensor> tens
     public FloatView View(string name)
     {
         var t = tensors[name];
-        return new FloatView(t, 0, checked((int)t.Entry.ElementCount));
+        if (t.Entry.ElementCount > int.MaxValue)
+            throw new Formats.Errors.CheckpointFormatException(t.File.Path,
+                $"{t.Entry.ElementCount} elements is more than the reference engine reads in one piece ({int.MaxValue})", name);
+        return new FloatView(t, 0, (int)t.Entry.ElementCount);
     }
 
     /// <summary>Slice <paramref name="index"/> along the first dimension (one expert of a fused [experts, …] tensor).</summary>

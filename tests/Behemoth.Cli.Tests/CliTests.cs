@@ -97,6 +97,9 @@ public sealed class CliTests
     [InlineData("{\"architectures\": [\"MixtralForCausalLM\"], \"vocab_size\": 32000}", "field 'hidden_size': required field is missing")]
     [InlineData("{\"architectures\": [\"MixtralForCausalLM\"], \"hidden_size\": \"big\"}", "field 'hidden_size': expected an integer")]
     [InlineData("not json", "not valid JSON")]
+    [InlineData("{\"architectures\": [\"\\ud800\"]}", "not valid Unicode")]
+    [InlineData("{\"architectures\": [\"MixtralForCausalLM\"], \"hidden_size\": [\n 64\n]}", "expected an integer, found array [ 64 ]")]
+    [InlineData("{\"architectures\": [\"MixtralForCausalLM\"], \"vocab_size\": 32000, \"hidden_size\": 64, \"num_attention_heads\": 4, \"intermediate_size\": 16, \"num_hidden_layers\": 2147483647}", "beyond any real model")]
     public void Bad_configs_are_explained(string config, string expected)
     {
         using var dir = new TempDirectory();
@@ -115,6 +118,23 @@ public sealed class CliTests
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("'two' is not a non-negative integer token id", r.Stderr);
         Assert.False(File.Exists("/tmp/never.f32"));
+    }
+
+    [Fact]
+    public void A_bad_expectation_or_empty_token_list_leaves_no_output()
+    {
+        using var dir = new TempDirectory();
+        string output = dir.File("out.f32");
+        var r = Run("logits", TestPaths.Golden("mixtral"), "--tokens", "1", "--out", output, "--expect", dir.File("absent.f32"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--expect", r.Stderr);
+        Assert.False(File.Exists(output));
+
+        File.WriteAllText(dir.File("ids.json"), "[]");
+        r = Run("logits", TestPaths.Golden("mixtral"), "--tokens-file", dir.File("ids.json"), "--out", output);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("no token ids given", r.Stderr);
+        Assert.False(File.Exists(output));
     }
 
     [Fact]

@@ -27,20 +27,30 @@ internal static class LogitsCommand
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
             int[] ids = ReadTokens(parse.GetValue(tokens), parse.GetValue(tokensFile));
+            double tol = parse.GetValue(tolerance);
+            if (!(tol >= 0) || double.IsInfinity(tol))
+                throw new BehemothException($"--tolerance must be a finite non-negative number, found {tol}");
+            string? expected = parse.GetValue(expect);
+            // Read the expectation before writing anything, so a bad --expect leaves no output behind.
+            float[]? expectedLogits = expected is null ? null : ReadExpected(expected);
             using var reference = ReferenceModel.Load(parse.GetValue(model)!);
             var started = System.Diagnostics.Stopwatch.StartNew();
             float[] logits = reference.Forward(ids);
             var elapsed = started.Elapsed;
+            int bad = logits.Count(v => !float.IsFinite(v));
+            if (bad > 0)
+                throw new BehemothException($"{reference.Config.ConfigPath}: the forward pass produced {bad} non-finite logits; the checkpoint holds non-finite weights or config values that overflow");
             string outPath = parse.GetValue(output)!;
             AtomicFile.Write(outPath, s => s.Write(MemoryMarshal.AsBytes(logits.AsSpan())));
 
             var c = reference.Config;
             Console.WriteLine($"{c.Architecture}: {ids.Length} tokens → logits [{ids.Length}, {c.VocabSize}] written to {outPath}");
             Console.WriteLine($"  reference engine, {elapsed.TotalMilliseconds:F0} ms; read {reference.BytesRead:N0} of the checkpoint's {reference.CheckpointBytes:N0} bytes");
-            string? expected = parse.GetValue(expect);
-            if (expected is null) return 0;
-            double diff = MaxAbsDifference(logits, expected);
-            double tol = parse.GetValue(tolerance);
+            if (expectedLogits is null) return 0;
+            if (expectedLogits.Length != logits.Length)
+                throw new BehemothException($"--expect {expected}: holds {expectedLogits.Length} floats, this run produced {logits.Length} ([{ids.Length}, {c.VocabSize}])");
+            double diff = 0;
+            for (int i = 0; i < logits.Length; i++) diff = Math.Max(diff, Math.Abs(logits[i] - expectedLogits[i]));
             Console.WriteLine($"  max |logit - expected| = {diff:E3} (tolerance {tol:E1}): {(diff <= tol ? "match" : "MISMATCH")}");
             return diff <= tol ? 0 : 2;
         }));
@@ -55,8 +65,9 @@ internal static class LogitsCommand
         {
             try
             {
-                return JsonSerializer.Deserialize<int[]>(File.ReadAllText(file))
+                var ids = JsonSerializer.Deserialize<int[]>(File.ReadAllText(file))
                     ?? throw new BehemothException($"{file}: expected a JSON list of token ids, found null");
+                return ids.Length > 0 ? ids : throw new BehemothException($"{file}: no token ids given");
             }
             catch (JsonException e)
             {
@@ -69,14 +80,19 @@ internal static class LogitsCommand
             ? id : throw new BehemothException($"--tokens: '{p}' is not a non-negative integer token id")).ToArray();
     }
 
-    private static double MaxAbsDifference(float[] logits, string expectedPath)
+    private static float[] ReadExpected(string path)
     {
-        byte[] bytes = File.ReadAllBytes(expectedPath);
-        if (bytes.Length != logits.Length * sizeof(float))
-            throw new BehemothException($"{expectedPath}: holds {bytes.Length} bytes, expected {logits.Length * sizeof(float)} (float32 [seq, vocab] for this run)");
-        var expected = MemoryMarshal.Cast<byte, float>(bytes);
-        double max = 0;
-        for (int i = 0; i < logits.Length; i++) max = Math.Max(max, Math.Abs(logits[i] - expected[i]));
-        return max;
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BehemothException($"--expect {path}: cannot read ({e.Message})");
+        }
+        if (bytes.Length == 0 || bytes.Length % sizeof(float) != 0)
+            throw new BehemothException($"--expect {path}: holds {bytes.Length} bytes, not a non-empty float32 [seq, vocab] file");
+        return MemoryMarshal.Cast<byte, float>(bytes).ToArray();
     }
 }

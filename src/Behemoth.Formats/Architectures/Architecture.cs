@@ -29,6 +29,14 @@ public abstract class DecoderArchitecture : Architecture
         double RmsNormEps, string HiddenAct, bool TieWordEmbeddings, int MaxPositions, RopeConfig Rope,
         int? BosTokenId, int[] EosTokenIds);
 
+    // Sanity bounds far above any published model; they keep shape arithmetic inside 32-bit integers.
+    private const int MaxLayers = 10_000;
+    private const int MaxExperts = 65_536;
+    private const int MaxDimension = 1 << 24;
+
+    private static int Bounded(ConfigReader c, string field, int value, int max) =>
+        value <= max ? value : throw c.Error(field, $"{value} is beyond any real model (at most {max})");
+
     protected static Common ReadCommon(ConfigReader c, double defaultEps, double defaultTheta, ConfigReader? tieFrom = null, int? defaultHeadDim = null)
     {
         int hidden = c.RequiredInt("hidden_size");
@@ -40,6 +48,8 @@ public abstract class DecoderArchitecture : Architecture
         if (headDim is null && hidden % heads != 0)
             throw c.Error("hidden_size", $"must be a multiple of num_attention_heads ({heads}) when head_dim is not given, found {hidden}");
         int dim = headDim ?? hidden / heads;
+        if ((long)heads * dim > MaxDimension)
+            throw c.Error("num_attention_heads", $"num_attention_heads × head_dim = {(long)heads * dim} is beyond any real model (at most {MaxDimension})");
         if (dim % 2 != 0)
             throw c.Error("head_dim", $"must be even for rotary embeddings, found {dim}");
         double eps = c.Double("rms_norm_eps", defaultEps);
@@ -52,7 +62,7 @@ public abstract class DecoderArchitecture : Architecture
         return new Common(
             VocabSize: c.RequiredInt("vocab_size"),
             HiddenSize: hidden,
-            NumLayers: c.RequiredInt("num_hidden_layers"),
+            NumLayers: Bounded(c, "num_hidden_layers", c.RequiredInt("num_hidden_layers"), MaxLayers),
             NumHeads: heads,
             NumKvHeads: kvHeads,
             HeadDim: dim,
@@ -112,6 +122,12 @@ public abstract class DecoderArchitecture : Architecture
     protected static DecoderConfig Build(ConfigReader c, Common common, MoeSpec moe, IReadOnlyList<LayerSpec> layers,
         TensorNames names, bool qkvBias, bool outputBias, RopeLayout rope = RopeLayout.HalfSplit, string? architecture = null, string? modelType = null)
     {
+        Bounded(c, "num_experts", moe.NumExperts, MaxExperts);
+        Bounded(c, "intermediate_size", moe.ExpertIntermediate, MaxDimension);
+        Bounded(c, "intermediate_size", moe.SharedIntermediate, MaxDimension);
+        Bounded(c, "hidden_size", common.HiddenSize, MaxDimension);
+        Bounded(c, "vocab_size", common.VocabSize, 1 << 26);
+        foreach (var layer in layers) Bounded(c, "intermediate_size", layer.DenseIntermediate, MaxDimension);
         if (moe.TopK > moe.NumExperts)
             throw c.Error("num_experts_per_tok", $"must not exceed the number of experts ({moe.NumExperts}), found {moe.TopK}");
         return new DecoderConfig

@@ -14,6 +14,8 @@ public abstract class DescribedOnlyArchitecture : Architecture
     public override ModelDescription Describe(ConfigReader c)
     {
         int layers = c.RequiredInt("num_hidden_layers");
+        if (layers > 10_000 || Experts(c) > 65_536)
+            throw c.Error("num_hidden_layers", $"{layers} layers × {Experts(c)} experts is beyond any real model");
         int hidden = c.RequiredInt("hidden_size");
         int vocab = c.RequiredInt("vocab_size");
         var tensors = new List<TensorSpec> { new("model.embed_tokens.weight", [vocab, hidden], TensorRole.Embedding) };

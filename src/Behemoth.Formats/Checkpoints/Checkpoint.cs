@@ -103,6 +103,8 @@ public sealed class Checkpoint : IDisposable
             if (doc.RootElement.ValueKind != JsonValueKind.Object
                 || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new CheckpointFormatException(indexPath, "expected an object with a 'weight_map' object mapping tensor names to shard files");
+            if (!Config.JsonStrings.AllDecodable(map))
+                throw new CheckpointFormatException(indexPath, "weight_map holds a string that is not valid Unicode (a lone surrogate escape)");
             var result = new List<KeyValuePair<string, string>>();
             foreach (var item in map.EnumerateObject())
             {

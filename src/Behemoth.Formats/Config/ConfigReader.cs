@@ -47,6 +47,8 @@ public sealed class ConfigReader
             using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new ModelConfigException(file, $"must hold a JSON object, found {doc.RootElement.ValueKind}");
+            if (!JsonStrings.AllDecodable(doc.RootElement))
+                throw new ModelConfigException(file, "holds a string that is not valid Unicode (a lone surrogate escape such as \\ud800)");
             return new ConfigReader(file, doc.RootElement.Clone(), "");
         }
         catch (JsonException e)
@@ -69,7 +71,7 @@ public sealed class ConfigReader
 
     private static string Describe(JsonElement e)
     {
-        string raw = e.GetRawText();
+        string raw = string.Join(' ', e.GetRawText().Split((char[])['\n', '\r', ' ', '\t'], StringSplitOptions.RemoveEmptyEntries));
         if (raw.Length > 40) raw = raw[..40] + "…";
         return $"{e.ValueKind.ToString().ToLowerInvariant()} {raw}";
     }

@@ -36,7 +36,14 @@ public sealed class ModelDescription
     public long RoutedExpertParameters => Tensors.Where(t => t.Role == TensorRole.RoutedExperts).Sum(t => t.Elements);
 
     /// <summary>Parameters of one routed expert (of the first MoE layer; all MoE layers of these models are alike).</summary>
-    public long ParametersPerExpert => PerExpert(Tensors.Where(t => t.Role == TensorRole.RoutedExperts && t.Layer == FirstMoeLayer)).Params;
+    public long ParametersPerExpert
+    {
+        get
+        {
+            int first = FirstMoeLayer;
+            return PerExpert(Tensors.Where(t => t.Role == TensorRole.RoutedExperts && t.Layer == first)).Params;
+        }
+    }
 
     public long ActiveParameters
     {

@@ -58,6 +58,8 @@ public static class SafetensorsHeader
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new CheckpointFormatException(file, $"header must be a JSON object, found {doc.RootElement.ValueKind}");
+            if (!Config.JsonStrings.AllDecodable(doc.RootElement))
+                throw new CheckpointFormatException(file, "header holds a string that is not valid Unicode (a lone surrogate escape)");
 
             var tensors = new List<TensorEntry>();
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
