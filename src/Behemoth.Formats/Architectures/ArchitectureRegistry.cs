@@ -40,8 +40,7 @@ public static class ArchitectureRegistry
         var arch = Resolve(config);
         if (arch is not DecoderArchitecture decoder)
             throw config.Error("architectures", $"'{arch.Name}' can be inspected but not run (runnable: {string.Join(", ", Runnable)})");
-        var decoderConfig = decoder.Read(config);
-        return decoderConfig;
+        return decoder.Read(config);
     }
 
     public static ModelDescription Describe(ConfigReader config) => Resolve(config).Describe(config);

@@ -41,7 +41,7 @@ public sealed class ModelDescription
         get
         {
             int first = FirstMoeLayer;
-            return PerExpert(Tensors.Where(t => t.Role == TensorRole.RoutedExperts && t.Layer == first)).Params;
+            return PerExpert(Tensors.Where(t => t.Role == TensorRole.RoutedExperts && t.Layer == first));
         }
     }
 
@@ -51,21 +51,16 @@ public sealed class ModelDescription
         {
             long active = TotalParameters - RoutedExpertParameters;
             foreach (var layer in Tensors.Where(t => t.Role == TensorRole.RoutedExperts).GroupBy(t => t.Layer))
-                active += TopK * PerExpert(layer).Params;
+                active += TopK * PerExpert(layer);
             return active;
         }
     }
 
     private int FirstMoeLayer => Tensors.Where(t => t.Role == TensorRole.RoutedExperts).Select(t => t.Layer).DefaultIfEmpty(-1).Min();
 
-    private (long Params, List<TensorSpec> Specs) PerExpert(IEnumerable<TensorSpec> routed)
-    {
-        var list = routed.ToList();
-        // Per-expert tensors: those of expert 0. Fused tensors: their size divided by the expert count.
-        long p = list.Where(t => t.ExpertCount == 1 ? t.Expert == 0 : true)
-                     .Sum(t => t.ExpertCount > 1 ? t.Elements / t.ExpertCount : t.Elements);
-        return (p, list);
-    }
+    // Per-expert tensors count those of expert 0; fused [experts, …] tensors count their size divided by the expert count.
+    private static long PerExpert(IEnumerable<TensorSpec> routed) =>
+        routed.Where(t => t.ExpertCount > 1 || t.Expert == 0).Sum(t => t.ExpertCount > 1 ? t.Elements / t.ExpertCount : t.Elements);
 
     /// <summary>Weight bytes of the whole model at a precision.</summary>
     public long Bytes(WeightPrecision precision) => Tensors.Sum(t => precision.BytesFor(t.Elements, t.KeptFullPrecision));
