@@ -6,4 +6,5 @@ var root = new RootCommand("Behemoth: carve device-sized models out of Mixture-o
 root.Options.Add(CliErrors.Verbose);
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(LogitsCommand.Create());
+root.Subcommands.Add(ExportCommand.Create());
 return root.Parse(args).Invoke();

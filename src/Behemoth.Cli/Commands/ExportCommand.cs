@@ -1,0 +1,52 @@
+using System.CommandLine;
+using Behemoth.Exporter.Export;
+using Behemoth.Formats.Errors;
+
+namespace Behemoth.Cli.Commands;
+
+/// <summary><c>behemoth export</c>: a Hugging Face MoE checkpoint → a Behemoth package (ONNX graph + weights + manifest).</summary>
+internal static class ExportCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "Hugging Face model directory (config.json + safetensors)" };
+        var output = new Option<string>("--out") { Description = "Package directory to create", Required = true };
+        var quant = new Option<string>("--quant") { Description = "Weight precision of the linear layers (routers and norms stay fp32)", DefaultValueFactory = _ => "fp32" };
+        quant.AcceptOnlyFromAmong("fp32");
+        var moe = new Option<string>("--moe")
+        {
+            Description = "fused: ONNX Runtime's MoE kernel (CPU, CUDA); decomposed: standard ops only (DirectML)",
+            DefaultValueFactory = _ => "fused",
+        };
+        moe.AcceptOnlyFromAmong("fused", "decomposed");
+        var maxContext = new Option<int>("--max-context") { Description = "Longest sequence the package supports (caps the RoPE tables)", DefaultValueFactory = _ => 8192 };
+        var force = new Option<bool>("--force") { Description = "Replace an existing package at --out" };
+        var command = new Command("export", "Export a checkpoint to an ONNX package with the 'full' device profile")
+        {
+            model, output, quant, moe, maxContext, force,
+        };
+        command.SetAction(parse => CliErrors.Run(parse, () =>
+        {
+            int context = parse.GetValue(maxContext);
+            if (context < 1) throw new BehemothException($"--max-context must be positive, found {context}");
+            var options = new ExportOptions
+            {
+                Moe = parse.GetValue(moe) == "decomposed" ? MoeForm.Decomposed : MoeForm.Fused,
+                MaxContext = context,
+            };
+            var progress = new SyncProgress(message => Console.Error.WriteLine("  " + message));
+            var result = PackageExporter.Export(parse.GetValue(model)!, parse.GetValue(output)!, options, parse.GetValue(force), progress);
+            var m = result.Manifest;
+            Console.WriteLine($"{m.Architecture} → {result.Directory}");
+            Console.WriteLine($"  quantization {m.Quantization.Weights}, MoE {m.MoeForm}, {result.GraphNodes:N0} graph nodes, {result.WeightBytes / 1e6:F1} MB of weights, {result.Elapsed.TotalSeconds:F1} s");
+            Console.WriteLine($"  profiles: {string.Join(", ", m.Profiles.Keys)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private sealed class SyncProgress(Action<string> report) : IProgress<string>
+    {
+        public void Report(string value) => report(value);
+    }
+}

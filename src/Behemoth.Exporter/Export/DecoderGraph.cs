@@ -1,0 +1,313 @@
+using Behemoth.Exporter.Onnx;
+using Behemoth.Formats.Config;
+
+namespace Behemoth.Exporter.Export;
+
+/// <summary>
+/// Writes the decoder of any <see cref="DecoderConfig"/> as one ONNX graph with a KV cache, following
+/// onnxruntime-genai's I/O names. The math is the Hugging Face modeling code's, block by block (the same order as
+/// the reference engine, so the two can be read side by side):
+/// <list type="bullet">
+/// <item>attention: q/k/v projections → OLMoE projection norm → clip_qkv → Qwen3 per-head norm → RoPE → Llama 4 L2 norm →
+/// Llama 4 temperature tuning → causal softmax attention (full, sliding window or chunked; masks from positions, so
+/// chunk boundaries are exact in prefill and in decode) over past + present keys.</item>
+/// <item>MoE: router → ONNX Runtime's MoE kernel (<see cref="MoeForm.Fused"/>) or TopK/Gather/MatMul/ScatterND
+/// (<see cref="MoeForm.Decomposed"/>) → shared expert (with Qwen2-MoE's sigmoid gate).</item>
+/// </list>
+/// Hidden states are kept as [tokens, hidden] between blocks so that every linear layer is one Gemm on the
+/// checkpoint's own [out, in] weight.
+/// </summary>
+internal sealed class DecoderGraph
+{
+    public const string InputIds = "input_ids";
+    public const string AttentionMask = "attention_mask";
+    public const string PositionIds = "position_ids";
+    public const string Logits = "logits";
+    public static string PastKey(int layer) => $"past_key_values.{layer}.key";
+    public static string PastValue(int layer) => $"past_key_values.{layer}.value";
+    public static string PresentKey(int layer) => $"present.{layer}.key";
+    public static string PresentValue(int layer) => $"present.{layer}.value";
+
+    private const float MaskedScore = -1e30f;     // not -inf: a fully masked (padding) row stays finite
+    private readonly GraphBuilder _g;
+    private readonly DecoderConfig _c;
+    private readonly WeightSource _w;
+    private readonly ExportOptions _o;
+    private readonly Dictionary<(AttentionKind, int), string> _masks = new();
+    private string _batchSeq = "";      // Shape(input_ids): [batch, seq]
+    private string _cos = "", _sin = ""; // RoPE tables gathered at position_ids, [batch, seq, 1, d/2]
+    private string _tempScale = "";     // Llama 4 temperature tuning factor per position, [batch, seq, 1, 1]
+
+    private DecoderGraph(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o) => (_g, _c, _w, _o) = (g, c, w, o);
+
+    public static void Build(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o, IProgress<int>? layerDone = null)
+    {
+        var graph = new DecoderGraph(g, c, w, o);
+        graph.BuildAll(layerDone);
+    }
+
+    private void BuildAll(IProgress<int>? layerDone)
+    {
+        var n = _c.Names;
+        int h = _c.HiddenSize, d = _c.HeadDim;
+        _g.Input(InputIds, ElementType.Int64, "batch_size", "sequence_length");
+        _g.Input(AttentionMask, ElementType.Int64, "batch_size", "total_sequence_length");
+        _g.Input(PositionIds, ElementType.Int64, "batch_size", "sequence_length");
+        for (int l = 0; l < _c.NumLayers; l++)
+        {
+            _g.Input(PastKey(l), ElementType.Float, "batch_size", _c.NumKvHeads, "past_sequence_length", d);
+            _g.Input(PastValue(l), ElementType.Float, "batch_size", _c.NumKvHeads, "past_sequence_length", d);
+        }
+        _g.Output(Logits, ElementType.Float, "batch_size", "sequence_length", _c.VocabSize);
+
+        _batchSeq = _g.Op("Shape", [InputIds]);
+        PrepareRope();
+        if (_c.Layers.Any(l => l.TemperatureTuning)) PrepareTemperature();
+
+        // inputs_embeds = self.embed_tokens(input_ids), kept as [tokens, hidden]
+        string embed = _w.Float(n.Embed, _c.VocabSize, h);
+        string x = _g.Op("Reshape", [_g.Op("Gather", [embed, InputIds]), _g.Int64Vector(-1, h)]);
+
+        foreach (var layer in _c.Layers)
+        {
+            x = DecoderLayer(layer, x);
+            layerDone?.Report(layer.Index);
+        }
+
+        // logits = self.lm_head(self.norm(hidden_states))
+        string normed = RmsNorm(x, _w.Float(n.FinalNorm, h));
+        string head = _c.TieWordEmbeddings ? embed : _w.Float(n.LmHead, _c.VocabSize, h);
+        string logits = Gemm(normed, head, null);
+        _g.Op("Reshape", [logits, _g.Op("Concat", [_batchSeq, _g.Int64Vector(_c.VocabSize)], Attr(("axis", 0)))], output: Logits);
+    }
+
+    private string DecoderLayer(LayerSpec layer, string x)
+    {
+        var n = _c.Names;
+        int h = _c.HiddenSize;
+        string L(string template) => TensorNames.Format(template, layer.Index);
+
+        string attn = SelfAttention(layer, RmsNorm(x, _w.Float(L(n.InputNorm), h)));
+        x = _g.Op("Add", [x, attn]);
+        string normed = RmsNorm(x, _w.Float(L(n.PostAttentionNorm), h));
+        string ff = layer.FeedForward == FeedForwardKind.Moe
+            ? MoeBlock(layer.Index, normed)
+            : SwiGlu(L(n.DenseGate!), L(n.DenseUp!), L(n.DenseDown!), normed, layer.DenseIntermediate);
+        return _g.Op("Add", [x, ff]);
+    }
+
+    // ---------------------------------------------------------------------------------------------------- attention
+
+    private string SelfAttention(LayerSpec layer, string x)
+    {
+        var n = _c.Names;
+        int h = _c.HiddenSize, d = _c.HeadDim, heads = _c.NumHeads, kvHeads = _c.NumKvHeads;
+        int qDim = heads * d, kvDim = kvHeads * d;
+        string L(string template) => TensorNames.Format(template, layer.Index);
+        string? Bias(string template, int size) => _c.QkvBias ? _w.Float(L(template), size) : null;
+
+        string q = Gemm(x, _w.Float(L(n.Q), qDim, h), Bias(n.QBias, qDim));
+        string k = Gemm(x, _w.Float(L(n.K), kvDim, h), Bias(n.KBias, kvDim));
+        string v = Gemm(x, _w.Float(L(n.V), kvDim, h), Bias(n.VBias, kvDim));
+
+        // OLMoE: q_norm / k_norm over the whole projections, then clip_qkv.
+        if (layer.QkNorm == QkNormKind.ProjectionRms)
+        {
+            q = RmsNorm(q, _w.Float(L(n.QNorm), qDim));
+            k = RmsNorm(k, _w.Float(L(n.KNorm), kvDim));
+        }
+        if (_c.ClipQkv is double clip)
+        {
+            string lo = _g.FloatScalar((float)-clip), hi = _g.FloatScalar((float)clip);
+            q = _g.Op("Clip", [q, lo, hi]);
+            k = _g.Op("Clip", [k, lo, hi]);
+            v = _g.Op("Clip", [v, lo, hi]);
+        }
+
+        q = ToHeads(q, heads);   // [batch, seq, heads, d]
+        k = ToHeads(k, kvHeads);
+        v = ToHeads(v, kvHeads);
+        // Qwen3-MoE: RMSNorm per head, before RoPE.
+        if (layer.QkNorm == QkNormKind.PerHeadRms)
+        {
+            q = RmsNorm(q, _w.Float(L(n.QNorm), d));
+            k = RmsNorm(k, _w.Float(L(n.KNorm), d));
+        }
+        if (layer.UseRope)
+        {
+            q = Rope(q);
+            k = Rope(k);
+        }
+        // Llama 4: weightless RMS ("L2") norm per head after RoPE.
+        if (layer.QkNorm == QkNormKind.L2)
+        {
+            string ones = _g.Floats([d], Enumerable.Repeat(1f, d).ToArray());
+            q = RmsNorm(q, ones);
+            k = RmsNorm(k, ones);
+        }
+        // Llama 4 NoPE layers: q *= log(floor((pos + 1) / floor_scale) + 1) * attn_scale + 1.
+        if (layer.TemperatureTuning)
+            q = _g.Op("Mul", [q, _tempScale]);
+
+        // [batch, heads, seq, d]; the cache holds keys after RoPE and norm, as Hugging Face's does.
+        int[] toBhsd = [0, 2, 1, 3];
+        q = _g.Op("Transpose", [q], Attr(("perm", toBhsd)));
+        string presentK = _g.Op("Concat", [DecoderGraph.PastKey(layer.Index), _g.Op("Transpose", [k], Attr(("perm", toBhsd)))],
+            Attr(("axis", 2)), output: PresentKey(layer.Index));
+        string presentV = _g.Op("Concat", [DecoderGraph.PastValue(layer.Index), _g.Op("Transpose", [v], Attr(("perm", toBhsd)))],
+            Attr(("axis", 2)), output: PresentValue(layer.Index));
+        _g.Output(presentK, ElementType.Float, "batch_size", kvHeads, "total_sequence_length", d);
+        _g.Output(presentV, ElementType.Float, "batch_size", kvHeads, "total_sequence_length", d);
+
+        string keys = RepeatKv(presentK), values = RepeatKv(presentV);
+        string scores = _g.Op("MatMul", [q, _g.Op("Transpose", [keys], Attr(("perm", new[] { 0, 1, 3, 2 })))]);
+        scores = _g.Op("Mul", [scores, _g.FloatScalar((float)(1.0 / Math.Sqrt(d)))]);
+        scores = _g.Op("Add", [scores, Mask(layer)]);
+        string probs = _g.Op("Softmax", [scores], Attr(("axis", -1)));
+        string context = _g.Op("MatMul", [probs, values]);                                   // [batch, heads, seq, d]
+        context = _g.Op("Transpose", [context], Attr(("perm", toBhsd)));
+        context = _g.Op("Reshape", [context, _g.Int64Vector(-1, qDim)]);
+        return Gemm(context, _w.Float(L(n.O), h, qDim), _c.OutputBias ? _w.Float(L(n.OBias), h) : null);
+    }
+
+    /// <summary>[tokens, heads·d] → [batch, seq, heads, d].</summary>
+    private string ToHeads(string x, int heads) =>
+        _g.Op("Reshape", [x, _g.Op("Concat", [_batchSeq, _g.Int64Vector(heads, _c.HeadDim)], Attr(("axis", 0)))]);
+
+    /// <summary>[batch, kv_heads, total, d] → [batch, heads, total, d], each key/value head shared by heads/kv_heads query heads.</summary>
+    private string RepeatKv(string x)
+    {
+        int group = _c.NumHeads / _c.NumKvHeads;
+        if (group == 1) return x;
+        string expanded = _g.Op("Expand", [_g.Op("Unsqueeze", [x, _g.Int64Vector(2)]), _g.Int64Vector(1, 1, group, 1, 1)]);
+        return _g.Op("Reshape", [expanded, _g.Int64Vector(0, _c.NumHeads, -1, _c.HeadDim)]);
+    }
+
+    /// <summary>
+    /// The additive mask [batch, 1, seq, total] for one kind of attention, built once per kind from positions:
+    /// a key is visible when it is a real token (attention_mask), not in the future, and inside the window or chunk.
+    /// Key positions are cumsum(attention_mask) - 1, as onnxruntime-genai numbers them.
+    /// </summary>
+    private string Mask(LayerSpec layer)
+    {
+        var key = (layer.Attention, layer.Attention == AttentionKind.Full ? 0 : layer.Window);
+        if (_masks.TryGetValue(key, out var cached)) return cached;
+        string one = _g.Int64Scalar(1);
+        string keyPos = _g.Op("Sub", [_g.Op("CumSum", [AttentionMask, _g.Int64Scalar(1)]), one]);   // [batch, total]
+        string qp = _g.Op("Unsqueeze", [PositionIds, _g.Int64Vector(2)]);                            // [batch, seq, 1]
+        string kp = _g.Op("Unsqueeze", [keyPos, _g.Int64Vector(1)]);                                 // [batch, 1, total]
+        string real = _g.Op("Equal", [_g.Op("Unsqueeze", [AttentionMask, _g.Int64Vector(1)]), one]);
+        string visible = _g.Op("And", [_g.Op("LessOrEqual", [kp, qp]), real]);
+        if (layer.Attention == AttentionKind.Sliding)
+        {
+            // the last `window` positions, the query's own included: q - k < window
+            string inWindow = _g.Op("Less", [_g.Op("Sub", [qp, kp]), _g.Int64Scalar(layer.Window)]);
+            visible = _g.Op("And", [visible, inWindow]);
+        }
+        else if (layer.Attention == AttentionKind.Chunked)
+        {
+            // same chunk: floor(q / chunk) == floor(k / chunk) (positions of visible keys are never negative)
+            string chunk = _g.Int64Scalar(layer.Window);
+            visible = _g.Op("And", [visible, _g.Op("Equal", [_g.Op("Div", [qp, chunk]), _g.Op("Div", [kp, chunk])])]);
+        }
+        string bias = _g.Op("Where", [visible, _g.FloatScalar(0f), _g.FloatScalar(MaskedScore)]);
+        return _masks[key] = _g.Op("Unsqueeze", [bias, _g.Int64Vector(1)]);
+    }
+
+    private void PrepareRope()
+    {
+        if (!_c.Layers.Any(l => l.UseRope)) return;
+        int half = _c.HeadDim / 2;
+        int positions = Math.Min(_c.MaxPositionEmbeddings, _o.MaxContext);
+        double[] inv = _c.Rope.InverseFrequencies(_c.HeadDim);
+        var cos = new float[positions * half];
+        var sin = new float[positions * half];
+        for (int p = 0; p < positions; p++)
+            for (int i = 0; i < half; i++)
+            {
+                double angle = p * inv[i];
+                cos[p * half + i] = (float)Math.Cos(angle);
+                sin[p * half + i] = (float)Math.Sin(angle);
+            }
+        string cosTable = _w.Add("rope.cos", [positions, half], cos);
+        string sinTable = _w.Add("rope.sin", [positions, half], sin);
+        _cos = _g.Op("Unsqueeze", [_g.Op("Gather", [cosTable, PositionIds]), _g.Int64Vector(2)]);   // [batch, seq, 1, d/2]
+        _sin = _g.Op("Unsqueeze", [_g.Op("Gather", [sinTable, PositionIds]), _g.Int64Vector(2)]);
+    }
+
+    /// <summary>Rotates [batch, seq, heads, d]: HF rotate_half pairs (i, i + d/2); Llama 4 pairs (2i, 2i + 1).</summary>
+    private string Rope(string x)
+    {
+        int half = _c.HeadDim / 2;
+        if (_c.RopeLayout == RopeLayout.HalfSplit)
+        {
+            var parts = _g.OpMulti("Split", [x, _g.Int64Vector(half, half)], 2, Attr(("axis", -1)));
+            string a = parts[0], b = parts[1];
+            string first = _g.Op("Sub", [_g.Op("Mul", [a, _cos]), _g.Op("Mul", [b, _sin])]);
+            string second = _g.Op("Add", [_g.Op("Mul", [b, _cos]), _g.Op("Mul", [a, _sin])]);
+            return _g.Op("Concat", [first, second], Attr(("axis", -1)));
+        }
+        // interleaved: view as [..., d/2, 2] and rotate each (even, odd) pair
+        string pairs = _g.Op("Reshape", [x, _g.Int64Vector(0, 0, 0, half, 2)]);
+        var split = _g.OpMulti("Split", [pairs, _g.Int64Vector(1, 1)], 2, Attr(("axis", -1)));
+        string re = split[0], im = split[1];
+        string cos = _g.Op("Unsqueeze", [_cos, _g.Int64Vector(-1)]), sin = _g.Op("Unsqueeze", [_sin, _g.Int64Vector(-1)]);
+        string outRe = _g.Op("Sub", [_g.Op("Mul", [re, cos]), _g.Op("Mul", [im, sin])]);
+        string outIm = _g.Op("Add", [_g.Op("Mul", [re, sin]), _g.Op("Mul", [im, cos])]);
+        return _g.Op("Reshape", [_g.Op("Concat", [outRe, outIm], Attr(("axis", -1))), _g.Int64Vector(0, 0, 0, _c.HeadDim)]);
+    }
+
+    private void PrepareTemperature()
+    {
+        string pos = _g.Op("Cast", [PositionIds], Attr(("to", (int)ElementType.Float)));
+        string floor = _g.Op("Floor", [_g.Op("Div", [_g.Op("Add", [pos, _g.FloatScalar(1f)]), _g.FloatScalar((float)_c.FloorScale)])]);
+        string scale = _g.Op("Add", [_g.Op("Mul", [_g.Op("Log", [_g.Op("Add", [floor, _g.FloatScalar(1f)])]), _g.FloatScalar((float)_c.AttnScale)]), _g.FloatScalar(1f)]);
+        _tempScale = _g.Op("Unsqueeze", [scale, _g.Int64Vector(2, 3)]);   // [batch, seq, 1, 1]
+    }
+
+    // -------------------------------------------------------------------------------------------------- feed-forward
+
+    private string MoeBlock(int layer, string x)
+    {
+        var m = _c.Moe;
+        var n = _c.Names;
+        int h = _c.HiddenSize;
+        string L(string template) => TensorNames.Format(template, layer);
+
+        string logits = Gemm(x, _w.Float(L(n.Router), m.NumExperts, h), null);      // [tokens, experts]
+        string routed = _o.Moe == MoeForm.Fused && !(m.Router == RouterKind.TopKSigmoid && m.TopK > 1)
+            ? FusedMoe.Write(_g, _w, _c, layer, x, logits)
+            : DecomposedMoe.Write(_g, _w, _c, layer, x, logits);
+
+        if (m.SharedIntermediate <= 0 || n.SharedGate is null) return routed;
+        string shared = SwiGlu(L(n.SharedGate), L(n.SharedUp!), L(n.SharedDown!), x, m.SharedIntermediate);
+        if (m.SharedExpertSigmoidGate)
+        {
+            // shared_expert_output = sigmoid(shared_expert_gate(x)) * shared_expert(x)
+            string gate = _g.Op("Sigmoid", [Gemm(x, _w.Float(L(n.SharedExpertGate!), 1, h), null)]);
+            shared = _g.Op("Mul", [shared, gate]);
+        }
+        return _g.Op("Add", [routed, shared]);
+    }
+
+    /// <summary>down(silu(gate(x)) * up(x)) with nn.Linear weights.</summary>
+    private string SwiGlu(string gateName, string upName, string downName, string x, int intermediate)
+    {
+        int h = _c.HiddenSize;
+        string gate = Gemm(x, _w.Float(gateName, intermediate, h), null);
+        string up = Gemm(x, _w.Float(upName, intermediate, h), null);
+        string act = _g.Op("Mul", [_g.Op("Mul", [gate, _g.Op("Sigmoid", [gate])]), up]);
+        return Gemm(act, _w.Float(downName, h, intermediate), null);
+    }
+
+    // -------------------------------------------------------------------------------------------------- primitives
+
+    /// <summary>x [tokens, in] · Wᵀ (+ b), W in nn.Linear's [out, in] layout.</summary>
+    private string Gemm(string x, string weight, string? bias) =>
+        _g.Op("Gemm", bias is null ? [x, weight] : [x, weight, bias], Attr(("transB", 1)));
+
+    private string RmsNorm(string x, string weight) =>
+        _g.Op("SimplifiedLayerNormalization", [x, weight], Attr(("axis", -1), ("epsilon", (float)_c.RmsNormEps), ("stash_type", 1)));
+
+    internal static Dictionary<string, object> Attr(params (string Key, object Value)[] items) => items.ToDictionary(i => i.Key, i => i.Value);
+}

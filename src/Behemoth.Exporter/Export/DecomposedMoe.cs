@@ -1,0 +1,80 @@
+using Behemoth.Exporter.Onnx;
+using Behemoth.Formats.Config;
+using static Behemoth.Exporter.Export.DecoderGraph;
+
+namespace Behemoth.Exporter.Export;
+
+/// <summary>
+/// Routed experts with standard ONNX ops only, for execution providers without MoE kernels (DirectML): TopK picks
+/// the experts, and per expert NonZero/Gather select the tokens routed to it, its SwiGLU runs on those rows only,
+/// and ScatterND adds the weighted result back. Also the form for sigmoid routing with k &gt; 1, where each chosen
+/// expert sees its own scaled input and no fused kernel applies.
+/// </summary>
+internal static class DecomposedMoe
+{
+    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits)
+    {
+        var m = c.Moe;
+        var top = g.OpMulti("TopK", [logits, g.Int64Vector(m.TopK)], 2, Attr(("axis", -1), ("largest", 1), ("sorted", 1)));
+        string topValues = top[0], topIds = top[1];                                   // [tokens, k]
+        string weights;
+        if (m.Router == RouterKind.TopKSigmoid)
+            weights = g.Op("Sigmoid", [topValues]);
+        else
+        {
+            // softmax over all experts, then the top-k probabilities (renormalised when norm_topk_prob)
+            weights = g.Op("GatherElements", [g.Op("Softmax", [logits], Attr(("axis", -1))), topIds], Attr(("axis", 1)));
+            if (m.NormTopKProb)
+                weights = g.Op("Div", [weights, g.Op("ReduceSum", [weights, g.Int64Vector(1)], Attr(("keepdims", 1)))]);
+        }
+
+        string y = g.Op("ConstantOfShape", [g.Op("Shape", [x])], Attr(("value", ZeroFloat())));
+        string zero = g.FloatScalar(0f);
+        for (int e = 0; e < m.NumExperts; e++)
+        {
+            string chosen = g.Op("Equal", [topIds, g.Int64Scalar(e)]);                           // [tokens, k]
+            string weight = g.Op("ReduceSum", [g.Op("Where", [chosen, weights, zero]), g.Int64Vector(1)], Attr(("keepdims", 0)));
+            string any = g.Op("ReduceMax", [g.Op("Cast", [chosen], Attr(("to", (int)ElementType.Int32))), g.Int64Vector(1)], Attr(("keepdims", 0)));
+            string rows = g.Op("Reshape", [g.Op("NonZero", [any]), g.Int64Vector(-1)]);           // [routed]
+            string xe = g.Op("Gather", [x, rows], Attr(("axis", 0)));                            // [routed, hidden]
+            string we = g.Op("Unsqueeze", [g.Op("Gather", [weight, rows], Attr(("axis", 0))), g.Int64Vector(1)]);
+            string output;
+            if (m.Router == RouterKind.TopKSigmoid)
+                output = Expert(g, w, c, layer, e, g.Op("Mul", [xe, we]));                       // Llama 4 scales the input
+            else
+                output = g.Op("Mul", [Expert(g, w, c, layer, e, xe), we]);
+            y = g.Op("ScatterND", [y, g.Op("Unsqueeze", [rows, g.Int64Vector(1)]), output], Attr(("reduction", "add")));
+        }
+        return y;
+    }
+
+    private static string Expert(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, int e, string x)
+    {
+        int h = c.HiddenSize, inter = c.Moe.ExpertIntermediate;
+        var n = c.Names;
+        string gate, up, down;
+        if (c.Moe.Layout == ExpertLayout.Fused)
+        {
+            float[] gu = FusedMoe.ReadExpertSlice(w, TensorNames.Format(n.FusedGateUp!, layer), e, [c.Moe.NumExperts, h, 2 * inter]);
+            float[] dn = FusedMoe.ReadExpertSlice(w, TensorNames.Format(n.FusedDown!, layer), e, [c.Moe.NumExperts, inter, h]);
+            string guW = w.Add($"model.layers.{layer}.experts.{e}.gate_up", [h, 2 * inter], gu);
+            string dnW = w.Add($"model.layers.{layer}.experts.{e}.down", [inter, h], dn);
+            var parts = g.OpMulti("Split", [g.Op("MatMul", [x, guW]), g.Int64Vector(inter, inter)], 2, Attr(("axis", -1)));
+            (gate, up) = (parts[0], parts[1]);
+            string actFused = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
+            return g.Op("MatMul", [actFused, dnW]);
+        }
+        gate = g.Op("Gemm", [x, w.Float(TensorNames.Format(n.ExpertGate!, layer, e), inter, h)], Attr(("transB", 1)));
+        up = g.Op("Gemm", [x, w.Float(TensorNames.Format(n.ExpertUp!, layer, e), inter, h)], Attr(("transB", 1)));
+        down = w.Float(TensorNames.Format(n.ExpertDown!, layer, e), h, inter);
+        string act = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
+        return g.Op("Gemm", [act, down], Attr(("transB", 1)));
+    }
+
+    private static Onnx.Proto.TensorProto ZeroFloat()
+    {
+        var t = new Onnx.Proto.TensorProto { DataType = (int)ElementType.Float, RawData = Google.Protobuf.ByteString.CopyFrom(BitConverter.GetBytes(0f)) };
+        t.Dims.Add(1);
+        return t;
+    }
+}

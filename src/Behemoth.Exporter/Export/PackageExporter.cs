@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Behemoth.Exporter.Onnx;
+using Behemoth.Formats.Architectures;
+using Behemoth.Formats.Checkpoints;
+using Behemoth.Formats.Config;
+using Behemoth.Formats.Errors;
+using Behemoth.Package;
+
+namespace Behemoth.Exporter.Export;
+
+/// <summary>What an export produced, for the CLI's summary.</summary>
+public sealed record ExportResult(string Directory, PackageManifest Manifest, long WeightBytes, int GraphNodes, TimeSpan Elapsed);
+
+/// <summary>
+/// Checkpoint → package directory with the <c>full</c> profile: <c>full.onnx</c> (graph), <c>weights.bin</c> (external
+/// data), <c>genai_config.json</c>, the tokenizer files, and <c>manifest.json</c>. Everything is written into a
+/// temporary sibling directory that replaces the destination only once complete, so a failed export leaves nothing
+/// half-written.
+/// </summary>
+public static class PackageExporter
+{
+    public const string FullProfile = "full";
+    public const string WeightsFile = "weights.bin";
+    private static readonly string[] TokenizerFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
+
+    public static ExportResult Export(string modelDirectory, string outputDirectory, ExportOptions options, bool overwrite,
+        IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.StartNew();
+        var config = ArchitectureRegistry.ReadDecoder(ArchitectureRegistry.LoadConfig(modelDirectory));
+        config.Rope.EnsureSupported(config.ConfigPath);
+        if (config.HiddenAct != "silu")
+            throw new ModelConfigException(config.ConfigPath, $"activation '{config.HiddenAct}' is not supported (supported: silu)", "hidden_act");
+
+        string destination = Path.GetFullPath(outputDirectory);
+        if (Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
+        {
+            if (!overwrite)
+                throw new BehemothException($"{destination}: already exists; pass --force to replace it");
+            if (!File.Exists(Path.Combine(destination, PackageManifest.FileName)))
+                throw new BehemothException($"{destination}: exists and is not a Behemoth package; refusing to replace it");
+        }
+        string staging = destination.TrimEnd(Path.DirectorySeparatorChar) + ".partial-" + Guid.NewGuid().ToString("N")[..8];
+        Directory.CreateDirectory(staging);
+        try
+        {
+            using var checkpoint = Checkpoint.Open(modelDirectory);
+            var files = new Dictionary<string, FileEntry>(StringComparer.Ordinal);
+            var graph = new GraphBuilder("behemoth_decoder");
+            long weightBytes;
+            using (var weights = new WeightFile(Path.Combine(staging, WeightsFile), WeightsFile))
+            {
+                var source = new WeightSource(checkpoint, weights, graph);
+                DecoderGraph.Build(graph, config, source, options, new SyncProgress(l =>
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    progress?.Report($"layer {l + 1}/{config.NumLayers}: {weights.Length / 1e6:F1} MB of weights written");
+                }));
+                files[WeightsFile] = new FileEntry(weights.Length, weights.Complete());
+                weightBytes = weights.Length;
+            }
+
+            string graphFile = FullProfile + ".onnx";
+            var metadata = new Dictionary<string, string> { ["behemoth.architecture"] = config.Architecture, ["behemoth.profile"] = FullProfile };
+            files[graphFile] = WriteFile(staging, graphFile, graph.ToModelBytes(metadata, $"{config.Architecture} decoder exported by Behemoth"));
+            files["genai_config.json"] = WriteFile(staging, "genai_config.json", GenAiConfig.Create(config, graphFile, options));
+
+            var tokenizerFiles = new List<string>();
+            foreach (var name in TokenizerFiles)
+            {
+                string src = Path.Combine(modelDirectory, name);
+                if (!File.Exists(src)) continue;
+                files[name] = WriteFile(staging, name, File.ReadAllBytes(src));
+                if (name != "generation_config.json") tokenizerFiles.Add(name);
+            }
+
+            var inventory = MoeLayers(config).Select(l => new LayerExperts(l, Enumerable.Range(0, config.Moe.NumExperts).ToArray())).ToArray();
+            var manifest = new PackageManifest
+            {
+                Architecture = config.Architecture,
+                ModelType = config.ModelType,
+                Source = Path.GetFileName(Path.GetFullPath(modelDirectory).TrimEnd(Path.DirectorySeparatorChar)),
+                Quantization = new QuantizationInfo("fp32", null, ["router", "norms", "biases"]),
+                MoeForm = options.Moe == MoeForm.Fused ? "fused" : "decomposed",
+                Model = new ModelShape(config.VocabSize, config.HiddenSize, config.NumLayers, config.NumHeads, config.NumKvHeads, config.HeadDim,
+                    Math.Min(config.MaxPositionEmbeddings, options.MaxContext), config.BosTokenId, config.EosTokenIds),
+                Tokenizer = tokenizerFiles.Count == 0 ? null
+                    : new TokenizerInfo(tokenizerFiles.Contains("tokenizer.model") ? "sentencepiece" : "huggingface-json", tokenizerFiles),
+                Experts = inventory,
+                Profiles = new Dictionary<string, ProfileInfo>
+                {
+                    [FullProfile] = new(graphFile, "every expert of the checkpoint", inventory, [WeightsFile]),
+                },
+                Files = files,
+            };
+            File.WriteAllBytes(Path.Combine(staging, PackageManifest.FileName), JsonSerializer.SerializeToUtf8Bytes(manifest, PackageReader.Json));
+
+            Replace(staging, destination);
+            return new ExportResult(destination, manifest, weightBytes, graph.NodeCount, started.Elapsed);
+        }
+        catch
+        {
+            try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    private static IEnumerable<int> MoeLayers(DecoderConfig c) => c.Layers.Where(l => l.FeedForward == FeedForwardKind.Moe).Select(l => l.Index);
+
+    private static FileEntry WriteFile(string directory, string name, byte[] bytes)
+    {
+        File.WriteAllBytes(Path.Combine(directory, name), bytes);
+        return new FileEntry(bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
+
+    /// <summary>Moves the finished staging directory into place; an older package there is removed only after.</summary>
+    private static void Replace(string staging, string destination)
+    {
+        string? old = null;
+        if (Directory.Exists(destination))
+        {
+            old = destination + ".old-" + Guid.NewGuid().ToString("N")[..8];
+            Directory.Move(destination, old);
+        }
+        Directory.Move(staging, destination);
+        if (old is not null) Directory.Delete(old, recursive: true);
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; posts to the thread pool, too late for cancellation).</summary>
+    private sealed class SyncProgress(Action<int> report) : IProgress<int>
+    {
+        public void Report(int value) => report(value);
+    }
+}

@@ -1,0 +1,65 @@
+using System.Text.Json.Serialization;
+
+namespace Behemoth.Package;
+
+/// <summary>
+/// manifest.json, the index of a Behemoth package: what model it came from, how it is quantized, which experts each
+/// layer holds (with their ids in the original checkpoint), the device profiles, and the size and SHA-256 of every
+/// other file in the package.
+/// </summary>
+public sealed record PackageManifest
+{
+    public const string FormatName = "behemoth-package";
+    public const int CurrentFormatVersion = 1;
+    public const string FileName = "manifest.json";
+
+    [JsonPropertyName("format")] public string Format { get; init; } = FormatName;
+    [JsonPropertyName("format_version")] public int FormatVersion { get; init; } = CurrentFormatVersion;
+    [JsonPropertyName("architecture")] public required string Architecture { get; init; }
+    [JsonPropertyName("model_type")] public required string ModelType { get; init; }
+    [JsonPropertyName("source")] public required string Source { get; init; }
+    [JsonPropertyName("quantization")] public required QuantizationInfo Quantization { get; init; }
+    [JsonPropertyName("moe_form")] public required string MoeForm { get; init; }
+    [JsonPropertyName("model")] public required ModelShape Model { get; init; }
+    [JsonPropertyName("tokenizer")] public TokenizerInfo? Tokenizer { get; init; }
+    /// <summary>Per decoder layer: the original ids of the routed experts the package stores (empty for dense layers).</summary>
+    [JsonPropertyName("experts")] public required IReadOnlyList<LayerExperts> Experts { get; init; }
+    [JsonPropertyName("profiles")] public required IReadOnlyDictionary<string, ProfileInfo> Profiles { get; init; }
+    [JsonPropertyName("files")] public required IReadOnlyDictionary<string, FileEntry> Files { get; init; }
+}
+
+public sealed record QuantizationInfo(
+    [property: JsonPropertyName("weights")] string Weights,
+    [property: JsonPropertyName("block_size")] int? BlockSize,
+    [property: JsonPropertyName("full_precision")] IReadOnlyList<string> FullPrecision);
+
+/// <summary>What a runtime needs to feed the graph: the decoder I/O dimensions and special tokens.</summary>
+public sealed record ModelShape(
+    [property: JsonPropertyName("vocab_size")] int VocabSize,
+    [property: JsonPropertyName("hidden_size")] int HiddenSize,
+    [property: JsonPropertyName("num_hidden_layers")] int NumLayers,
+    [property: JsonPropertyName("num_attention_heads")] int NumHeads,
+    [property: JsonPropertyName("num_key_value_heads")] int NumKvHeads,
+    [property: JsonPropertyName("head_dim")] int HeadDim,
+    [property: JsonPropertyName("context_length")] int ContextLength,
+    [property: JsonPropertyName("bos_token_id")] int? BosTokenId,
+    [property: JsonPropertyName("eos_token_ids")] IReadOnlyList<int> EosTokenIds);
+
+public sealed record TokenizerInfo(
+    [property: JsonPropertyName("kind")] string Kind,
+    [property: JsonPropertyName("files")] IReadOnlyList<string> Files);
+
+public sealed record LayerExperts(
+    [property: JsonPropertyName("layer")] int Layer,
+    [property: JsonPropertyName("expert_ids")] IReadOnlyList<int> ExpertIds);
+
+/// <summary>A device profile: its graph, and per MoE layer the original ids of the experts it keeps.</summary>
+public sealed record ProfileInfo(
+    [property: JsonPropertyName("graph")] string Graph,
+    [property: JsonPropertyName("description")] string Description,
+    [property: JsonPropertyName("experts")] IReadOnlyList<LayerExperts> Experts,
+    [property: JsonPropertyName("files")] IReadOnlyList<string> Files);
+
+public sealed record FileEntry(
+    [property: JsonPropertyName("bytes")] long Bytes,
+    [property: JsonPropertyName("sha256")] string Sha256);
