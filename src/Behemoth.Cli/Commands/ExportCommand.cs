@@ -12,7 +12,8 @@ internal static class ExportCommand
         var model = new Argument<string>("model") { Description = "Hugging Face model directory (config.json + safetensors)" };
         var output = new Option<string>("--out") { Description = "Package directory to create", Required = true };
         var quant = new Option<string>("--quant") { Description = "Weight precision of the linear layers (routers and norms stay fp32)", DefaultValueFactory = _ => "fp32" };
-        quant.AcceptOnlyFromAmong("fp32");
+        quant.AcceptOnlyFromAmong("fp32", "fp16", "int8", "int4");
+        var blockSize = new Option<int>("--block-size") { Description = "Weights per quantization block (int8, int4): a power of two from 16 to 256", DefaultValueFactory = _ => 32 };
         var moe = new Option<string>("--moe")
         {
             Description = "fused: ONNX Runtime's MoE kernel (CPU, CUDA); decomposed: standard ops only (DirectML)",
@@ -23,7 +24,7 @@ internal static class ExportCommand
         var force = new Option<bool>("--force") { Description = "Replace an existing package at --out" };
         var command = new Command("export", "Export a checkpoint to an ONNX package with the 'full' device profile")
         {
-            model, output, quant, moe, maxContext, force,
+            model, output, quant, blockSize, moe, maxContext, force,
         };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
@@ -32,6 +33,8 @@ internal static class ExportCommand
             var options = new ExportOptions
             {
                 Moe = parse.GetValue(moe) == "decomposed" ? MoeForm.Decomposed : MoeForm.Fused,
+                Quant = Enum.Parse<QuantKind>(parse.GetValue(quant)!, ignoreCase: true),
+                BlockSize = parse.GetValue(blockSize),
                 MaxContext = context,
             };
             var progress = new SyncProgress(message => Console.Error.WriteLine("  " + message));
@@ -40,9 +43,22 @@ internal static class ExportCommand
             Console.WriteLine($"{m.Architecture} → {result.Directory}");
             Console.WriteLine($"  quantization {m.Quantization.Weights}, MoE {m.MoeForm}, {result.GraphNodes:N0} graph nodes, {result.WeightBytes / 1e6:F1} MB of weights, {result.Elapsed.TotalSeconds:F1} s");
             Console.WriteLine($"  profiles: {string.Join(", ", m.Profiles.Keys)}");
+            if (result.QuantErrors.Count > 0) PrintQuantErrors(result.QuantErrors);
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The per-tensor error summary: the overall error, the worst tensors, and where the full list is.</summary>
+    private static void PrintQuantErrors(IReadOnlyList<TensorQuantError> errors)
+    {
+        long elements = errors.Sum(e => e.Elements);
+        double weighted = Math.Sqrt(errors.Sum(e => e.RelativeError * e.RelativeError * e.Elements) / elements);
+        Console.WriteLine($"  quantization error ‖W−Q(W)‖/‖W‖ over {errors.Count} tensors ({elements:N0} weights): "
+            + $"overall {weighted:P2}, median {errors.Select(e => e.RelativeError).Order().ElementAt(errors.Count / 2):P2}, worst:");
+        foreach (var e in errors.OrderByDescending(e => e.RelativeError).Take(5))
+            Console.WriteLine($"    {e.RelativeError,8:P2}  max |Δ| {e.MaxAbsError:E2}  {e.Name}");
+        Console.WriteLine($"  every tensor: {PackageExporter.QuantReportFile} in the package");
     }
 
     private sealed class SyncProgress(Action<string> report) : IProgress<string>

@@ -65,7 +65,10 @@ internal sealed class DecoderGraph
         if (_c.Layers.Any(l => l.TemperatureTuning)) PrepareTemperature();
 
         // inputs_embeds = self.embed_tokens(input_ids), kept as [tokens, hidden]
-        string embed = _w.Float(n.Embed, _c.VocabSize, h);
+        float[] embedWeights = _w.Read(n.Embed, _c.VocabSize, h);
+        string embed = _o.Quant == QuantKind.Fp32
+            ? _w.Add(n.Embed, [_c.VocabSize, h], embedWeights)
+            : _w.Half(n.Embed, [_c.VocabSize, h], embedWeights);     // quantized packages store the table as fp16
         string x = _g.Op("Reshape", [_g.Op("Gather", [embed, InputIds]), _g.Int64Vector(-1, h)]);
 
         foreach (var layer in _c.Layers)
@@ -76,8 +79,12 @@ internal sealed class DecoderGraph
 
         // logits = self.lm_head(self.norm(hidden_states))
         string normed = RmsNorm(x, _w.Float(n.FinalNorm, h));
-        string head = _c.TieWordEmbeddings ? embed : _w.Float(n.LmHead, _c.VocabSize, h);
-        string logits = Gemm(normed, head, null);
+        string logits;
+        if (_c.TieWordEmbeddings && _o.Quant is QuantKind.Fp32 or QuantKind.Fp16 && !_o.SimulateQuantization)
+            logits = Gemm(normed, embed, null);                        // the same table, no second copy
+        else
+            logits = _w.Linear(normed, _c.TieWordEmbeddings ? "lm_head.weight" : n.LmHead,
+                _c.TieWordEmbeddings ? embedWeights : _w.Read(n.LmHead, _c.VocabSize, h), _c.VocabSize, h);
         _g.Op("Reshape", [logits, _g.Op("Concat", [_batchSeq, _g.Int64Vector(_c.VocabSize)], Attr(("axis", 0)))], output: Logits);
     }
 
@@ -106,9 +113,9 @@ internal sealed class DecoderGraph
         string L(string template) => TensorNames.Format(template, layer.Index);
         string? Bias(string template, int size) => _c.QkvBias ? _w.Float(L(template), size) : null;
 
-        string q = Gemm(x, _w.Float(L(n.Q), qDim, h), Bias(n.QBias, qDim));
-        string k = Gemm(x, _w.Float(L(n.K), kvDim, h), Bias(n.KBias, kvDim));
-        string v = Gemm(x, _w.Float(L(n.V), kvDim, h), Bias(n.VBias, kvDim));
+        string q = AddBias(_w.Linear(x, L(n.Q), qDim, h), Bias(n.QBias, qDim));
+        string k = AddBias(_w.Linear(x, L(n.K), kvDim, h), Bias(n.KBias, kvDim));
+        string v = AddBias(_w.Linear(x, L(n.V), kvDim, h), Bias(n.VBias, kvDim));
 
         // OLMoE: q_norm / k_norm over the whole projections, then clip_qkv.
         if (layer.QkNorm == QkNormKind.ProjectionRms)
@@ -167,7 +174,7 @@ internal sealed class DecoderGraph
         string context = _g.Op("MatMul", [probs, values]);                                   // [batch, heads, seq, d]
         context = _g.Op("Transpose", [context], Attr(("perm", toBhsd)));
         context = _g.Op("Reshape", [context, _g.Int64Vector(-1, qDim)]);
-        return Gemm(context, _w.Float(L(n.O), h, qDim), _c.OutputBias ? _w.Float(L(n.OBias), h) : null);
+        return AddBias(_w.Linear(context, L(n.O), h, qDim), _c.OutputBias ? _w.Float(L(n.OBias), h) : null);
     }
 
     /// <summary>[tokens, heads·d] → [batch, seq, heads, d].</summary>
@@ -275,7 +282,7 @@ internal sealed class DecoderGraph
         string L(string template) => TensorNames.Format(template, layer);
 
         string logits = Gemm(x, _w.Float(L(n.Router), m.NumExperts, h), null);      // [tokens, experts]
-        string routed = _o.Moe == MoeForm.Fused && !(m.Router == RouterKind.TopKSigmoid && m.TopK > 1)
+        string routed = UsesFusedMoe(_c, _o)
             ? FusedMoe.Write(_g, _w, _c, layer, x, logits)
             : DecomposedMoe.Write(_g, _w, _c, layer, x, logits);
 
@@ -290,14 +297,22 @@ internal sealed class DecoderGraph
         return _g.Op("Add", [routed, shared]);
     }
 
+    /// <summary>
+    /// Whether the routed experts go through ONNX Runtime's MoE / QMoE kernel. Not for sigmoid routing with k &gt; 1
+    /// (each expert sees its own scaled input), and not for int8: QMoE's 8-bit path disagrees with its own
+    /// dequantized weights on ONNX Runtime 1.31 (up to 0.8 on the golden logits), so int8 experts run as MatMulNBits.
+    /// </summary>
+    public static bool UsesFusedMoe(DecoderConfig c, ExportOptions o) =>
+        o.Moe == MoeForm.Fused && !(c.Moe.Router == RouterKind.TopKSigmoid && c.Moe.TopK > 1) && o.Quant != QuantKind.Int8;
+
     /// <summary>down(silu(gate(x)) * up(x)) with nn.Linear weights.</summary>
     private string SwiGlu(string gateName, string upName, string downName, string x, int intermediate)
     {
         int h = _c.HiddenSize;
-        string gate = Gemm(x, _w.Float(gateName, intermediate, h), null);
-        string up = Gemm(x, _w.Float(upName, intermediate, h), null);
+        string gate = _w.Linear(x, gateName, intermediate, h);
+        string up = _w.Linear(x, upName, intermediate, h);
         string act = _g.Op("Mul", [_g.Op("Mul", [gate, _g.Op("Sigmoid", [gate])]), up]);
-        return Gemm(act, _w.Float(downName, h, intermediate), null);
+        return _w.Linear(act, downName, h, intermediate);
     }
 
     // -------------------------------------------------------------------------------------------------- primitives
@@ -305,6 +320,8 @@ internal sealed class DecoderGraph
     /// <summary>x [tokens, in] · Wᵀ (+ b), W in nn.Linear's [out, in] layout.</summary>
     private string Gemm(string x, string weight, string? bias) =>
         _g.Op("Gemm", bias is null ? [x, weight] : [x, weight, bias], Attr(("transB", 1)));
+
+    private string AddBias(string x, string? bias) => bias is null ? x : _g.Op("Add", [x, bias]);
 
     private string RmsNorm(string x, string weight) =>
         _g.Op("SimplifiedLayerNormalization", [x, weight], Attr(("axis", -1), ("epsilon", (float)_c.RmsNormEps), ("stash_type", 1)));

@@ -48,27 +48,37 @@ internal static class DecomposedMoe
         return y;
     }
 
+    /// <summary>down(silu(gate(x)) · up(x)) for expert e, each projection an nn.Linear [out, in] in the export's precision.</summary>
     private static string Expert(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, int e, string x)
     {
         int h = c.HiddenSize, inter = c.Moe.ExpertIntermediate;
         var n = c.Names;
-        string gate, up, down;
+        string prefix = $"model.layers.{layer}.experts.{e}";
+        float[] gateW, upW, downW;
         if (c.Moe.Layout == ExpertLayout.Fused)
         {
+            // Llama 4 stores gate_up [hidden, 2·intermediate] and down [intermediate, hidden]: transpose to [out, in].
             float[] gu = FusedMoe.ReadExpertSlice(w, TensorNames.Format(n.FusedGateUp!, layer), e, [c.Moe.NumExperts, h, 2 * inter]);
             float[] dn = FusedMoe.ReadExpertSlice(w, TensorNames.Format(n.FusedDown!, layer), e, [c.Moe.NumExperts, inter, h]);
-            string guW = w.Add($"model.layers.{layer}.experts.{e}.gate_up", [h, 2 * inter], gu);
-            string dnW = w.Add($"model.layers.{layer}.experts.{e}.down", [inter, h], dn);
-            var parts = g.OpMulti("Split", [g.Op("MatMul", [x, guW]), g.Int64Vector(inter, inter)], 2, Attr(("axis", -1)));
-            (gate, up) = (parts[0], parts[1]);
-            string actFused = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
-            return g.Op("MatMul", [actFused, dnW]);
+            (gateW, upW, downW) = (new float[inter * h], new float[inter * h], new float[h * inter]);
+            for (int r = 0; r < h; r++)
+                for (int j = 0; j < inter; j++)
+                {
+                    gateW[j * h + r] = gu[r * 2 * inter + j];
+                    upW[j * h + r] = gu[r * 2 * inter + inter + j];
+                    downW[r * inter + j] = dn[j * h + r];
+                }
         }
-        gate = g.Op("Gemm", [x, w.Float(TensorNames.Format(n.ExpertGate!, layer, e), inter, h)], Attr(("transB", 1)));
-        up = g.Op("Gemm", [x, w.Float(TensorNames.Format(n.ExpertUp!, layer, e), inter, h)], Attr(("transB", 1)));
-        down = w.Float(TensorNames.Format(n.ExpertDown!, layer, e), h, inter);
+        else
+        {
+            gateW = w.Read(TensorNames.Format(n.ExpertGate!, layer, e), inter, h);
+            upW = w.Read(TensorNames.Format(n.ExpertUp!, layer, e), inter, h);
+            downW = w.Read(TensorNames.Format(n.ExpertDown!, layer, e), h, inter);
+        }
+        string gate = w.Linear(x, prefix + ".gate", gateW, inter, h);
+        string up = w.Linear(x, prefix + ".up", upW, inter, h);
         string act = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
-        return g.Op("Gemm", [act, down], Attr(("transB", 1)));
+        return w.Linear(act, prefix + ".down", downW, h, inter);
     }
 
     private static Onnx.Proto.TensorProto ZeroFloat()

@@ -10,8 +10,20 @@ public enum MoeForm
     Decomposed,
 }
 
-/// <summary>Weight precision of the exported linear layers. Routers, norms and biases always stay float32.</summary>
-public enum QuantKind { Fp32 }
+/// <summary>Weight precision of the exported linear layers and experts. Routers, norms and biases always stay float32.</summary>
+public enum QuantKind
+{
+    Fp32,
+
+    /// <summary>float16 storage, widened to float32 when the session loads (ONNX Runtime's CPU kernels compute in float32).</summary>
+    Fp16,
+
+    /// <summary>8-bit block-wise symmetric integers with a float scale per block (MatMulNBits / QMoE).</summary>
+    Int8,
+
+    /// <summary>4-bit block-wise symmetric integers with a float scale per block (MatMulNBits / QMoE).</summary>
+    Int4,
+}
 
 public sealed record ExportOptions
 {
@@ -21,4 +33,14 @@ public sealed record ExportOptions
 
     /// <summary>The longest sequence the RoPE tables cover (capped, so that long-context models do not carry huge tables).</summary>
     public int MaxContext { get; init; } = 8192;
+
+    /// <summary>
+    /// Writes a float32 graph whose weights are the dequantized values of <see cref="Quant"/>: what the quantized
+    /// kernels should compute, exactly. Used to check the integer kernels and layouts, not for deployment.
+    /// </summary>
+    public bool SimulateQuantization { get; init; }
+
+    public int Bits => Quant switch { QuantKind.Int4 => 4, QuantKind.Int8 => 8, _ => 0 };
+
+    public string QuantName => Quant.ToString().ToLowerInvariant();
 }

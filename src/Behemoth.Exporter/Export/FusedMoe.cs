@@ -11,6 +11,7 @@ namespace Behemoth.Exporter.Export;
 /// renormalises them, and scales each expert's output by its weight.
 /// Llama 4 routes differently (sigmoid of the top-1 logit scales the expert's input): with k = 1 that scale is one
 /// number per token whatever the expert, so the input is scaled before the kernel and the kernel's weight is 1.
+/// int8 / int4 packages use QMoE: the same layout quantized block-wise along each row (see BlockQuantizer).
 /// </summary>
 internal static class FusedMoe
 {
@@ -18,11 +19,10 @@ internal static class FusedMoe
     {
         var m = c.Moe;
         int h = c.HiddenSize, inter = m.ExpertIntermediate;
-        string fc1 = w.Stacked($"model.layers.{layer}.moe.fc1", m.NumExperts, [2 * inter, h], (e, block) => ExpertFc1(w, c, layer, e, block));
-        string fc2 = w.Stacked($"model.layers.{layer}.moe.fc2", m.NumExperts, [h, inter], (e, block) => ExpertFc2(w, c, layer, e, block));
+        var fc1 = w.ExpertStack($"model.layers.{layer}.moe.fc1", m.NumExperts, 2 * inter, h, (e, block) => ExpertFc1(w, c, layer, e, block));
+        var fc2 = w.ExpertStack($"model.layers.{layer}.moe.fc2", m.NumExperts, h, inter, (e, block) => ExpertFc2(w, c, layer, e, block));
 
         string input = x;
-        int k = m.TopK;
         bool normalize = m.NormTopKProb;
         if (m.Router == RouterKind.TopKSigmoid)
         {
@@ -31,9 +31,20 @@ internal static class FusedMoe
             input = g.Op("Mul", [x, g.Op("Sigmoid", [top])]);
             normalize = true;
         }
-        return g.Op("MoE", [input, logits, fc1, "", fc2], Attr(
-            ("k", k), ("activation_type", "swiglu"), ("swiglu_fusion", 1), ("normalize_routing_weights", normalize ? 1 : 0)),
-            domain: GraphBuilder.MicrosoftDomain);
+        var attributes = Attr(("k", m.TopK), ("activation_type", "swiglu"), ("swiglu_fusion", 1), ("normalize_routing_weights", normalize ? 1 : 0));
+        if (fc1.Scales is null)
+            return g.Op("MoE", [input, logits, fc1.Weights, "", fc2.Weights], attributes, domain: GraphBuilder.MicrosoftDomain);
+        attributes["expert_weight_bits"] = w.Options.Bits;
+        attributes["block_size"] = w.Options.BlockSize;
+        if (normalize)
+            return g.Op("QMoE", [input, logits, fc1.Weights, fc1.Scales, "", fc2.Weights, fc2.Scales!], attributes, domain: GraphBuilder.MicrosoftDomain);
+        // QMoE renormalises the top-k weights whatever normalize_routing_weights says (measured on ONNX Runtime 1.31).
+        // The output is linear in the weights, so multiplying by the top-k probability mass per token undoes it.
+        attributes["normalize_routing_weights"] = 1;
+        string routed = g.Op("QMoE", [input, logits, fc1.Weights, fc1.Scales, "", fc2.Weights, fc2.Scales!], attributes, domain: GraphBuilder.MicrosoftDomain);
+        string probs = g.Op("Softmax", [logits], Attr(("axis", -1)));
+        string topMass = g.Op("ReduceSum", [g.OpMulti("TopK", [probs, g.Int64Vector(m.TopK)], 2, Attr(("axis", -1)))[0], g.Int64Vector(1)], Attr(("keepdims", 1)));
+        return g.Op("Mul", [routed, topMass]);
     }
 
     /// <summary>Expert e's interleaved [2·intermediate, hidden] gate/up block.</summary>

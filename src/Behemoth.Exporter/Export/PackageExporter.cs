@@ -11,7 +11,8 @@ using Behemoth.Package;
 namespace Behemoth.Exporter.Export;
 
 /// <summary>What an export produced, for the CLI's summary.</summary>
-public sealed record ExportResult(string Directory, PackageManifest Manifest, long WeightBytes, int GraphNodes, TimeSpan Elapsed);
+public sealed record ExportResult(string Directory, PackageManifest Manifest, long WeightBytes, int GraphNodes, TimeSpan Elapsed,
+    IReadOnlyList<TensorQuantError> QuantErrors);
 
 /// <summary>
 /// Checkpoint → package directory with the <c>full</c> profile: <c>full.onnx</c> (graph), <c>weights.bin</c> (external
@@ -23,6 +24,7 @@ public static class PackageExporter
 {
     public const string FullProfile = "full";
     public const string WeightsFile = "weights.bin";
+    public const string QuantReportFile = "quantization_report.json";
     private static readonly string[] TokenizerFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
 
     public static ExportResult Export(string modelDirectory, string outputDirectory, ExportOptions options, bool overwrite,
@@ -34,6 +36,12 @@ public static class PackageExporter
         if (config.HiddenAct != "silu")
             throw new ModelConfigException(config.ConfigPath, $"activation '{config.HiddenAct}' is not supported (supported: silu)", "hidden_act");
 
+        if (options.Bits > 0 && (options.BlockSize < 16 || options.BlockSize > 256 || (options.BlockSize & (options.BlockSize - 1)) != 0))
+            throw new BehemothException($"block size {options.BlockSize} is not supported: ONNX Runtime's MatMulNBits and QMoE take a power of two from 16 to 256");
+        if (options.Bits > 0 && DecoderGraph.UsesFusedMoe(config, options) && config.Layers.Any(l => l.FeedForward == FeedForwardKind.Moe)
+            && (config.HiddenSize % options.BlockSize != 0 || config.Moe.ExpertIntermediate % options.BlockSize != 0))
+            throw new BehemothException($"block size {options.BlockSize} does not divide hidden_size {config.HiddenSize} and the expert intermediate size "
+                + $"{config.Moe.ExpertIntermediate}: ONNX Runtime's QMoE needs whole blocks. Pass a smaller --block-size, or --moe decomposed (MatMulNBits pads)");
         string destination = Path.GetFullPath(outputDirectory);
         if (Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
         {
@@ -50,14 +58,16 @@ public static class PackageExporter
             var files = new Dictionary<string, FileEntry>(StringComparer.Ordinal);
             var graph = new GraphBuilder("behemoth_decoder");
             long weightBytes;
+            IReadOnlyList<TensorQuantError> quantErrors;
             using (var weights = new WeightFile(Path.Combine(staging, WeightsFile), WeightsFile))
             {
-                var source = new WeightSource(checkpoint, weights, graph);
+                var source = new WeightSource(checkpoint, weights, graph, options);
                 DecoderGraph.Build(graph, config, source, options, new SyncProgress(l =>
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     progress?.Report($"layer {l + 1}/{config.NumLayers}: {weights.Length / 1e6:F1} MB of weights written");
                 }));
+                quantErrors = source.QuantErrors;
                 files[WeightsFile] = new FileEntry(weights.Length, weights.Complete());
                 weightBytes = weights.Length;
             }
@@ -66,6 +76,13 @@ public static class PackageExporter
             var metadata = new Dictionary<string, string> { ["behemoth.architecture"] = config.Architecture, ["behemoth.profile"] = FullProfile };
             files[graphFile] = WriteFile(staging, graphFile, graph.ToModelBytes(metadata, $"{config.Architecture} decoder exported by Behemoth"));
             files["genai_config.json"] = WriteFile(staging, "genai_config.json", GenAiConfig.Create(config, graphFile, options));
+
+            if (quantErrors.Count > 0)
+                files[QuantReportFile] = WriteFile(staging, QuantReportFile, JsonSerializer.SerializeToUtf8Bytes(
+                    quantErrors.OrderByDescending(q => q.RelativeError).Select(q => new
+                    {
+                        tensor = q.Name, format = q.Format, elements = q.Elements, relative_error = q.RelativeError, max_abs_error = q.MaxAbsError,
+                    }), PackageReader.Json));
 
             var tokenizerFiles = new List<string>();
             foreach (var name in TokenizerFiles)
@@ -82,8 +99,9 @@ public static class PackageExporter
                 Architecture = config.Architecture,
                 ModelType = config.ModelType,
                 Source = Path.GetFileName(Path.GetFullPath(modelDirectory).TrimEnd(Path.DirectorySeparatorChar)),
-                Quantization = new QuantizationInfo("fp32", null, ["router", "norms", "biases"]),
-                MoeForm = options.Moe == MoeForm.Fused ? "fused" : "decomposed",
+                Quantization = new QuantizationInfo(options.QuantName, options.Bits > 0 ? options.BlockSize : null,
+                    options.Quant == QuantKind.Fp32 ? ["everything"] : ["routers", "norms", "biases", "rope tables"]),
+                MoeForm = DecoderGraph.UsesFusedMoe(config, options) ? "fused" : "decomposed",
                 Model = new ModelShape(config.VocabSize, config.HiddenSize, config.NumLayers, config.NumHeads, config.NumKvHeads, config.HeadDim,
                     Math.Min(config.MaxPositionEmbeddings, options.MaxContext), config.BosTokenId, config.EosTokenIds),
                 Tokenizer = tokenizerFiles.Count == 0 ? null
@@ -98,7 +116,7 @@ public static class PackageExporter
             File.WriteAllBytes(Path.Combine(staging, PackageManifest.FileName), JsonSerializer.SerializeToUtf8Bytes(manifest, PackageReader.Json));
 
             Replace(staging, destination);
-            return new ExportResult(destination, manifest, weightBytes, graph.NodeCount, started.Elapsed);
+            return new ExportResult(destination, manifest, weightBytes, graph.NodeCount, started.Elapsed, quantErrors);
         }
         catch
         {
