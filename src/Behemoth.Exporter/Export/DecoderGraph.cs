@@ -36,6 +36,8 @@ internal sealed class DecoderGraph
     private readonly Dictionary<(AttentionKind, int), string> _masks = new();
     private string _batchSeq = "";      // Shape(input_ids): [batch, seq]
     private string _cos = "", _sin = ""; // RoPE tables gathered at position_ids, [batch, seq, 1, d/2]
+    private string _cosTable = "", _sinTable = "";   // the tables themselves, [positions, d/2] (GroupQueryAttention's caches)
+    private string _seqlensK = "", _totalLength = ""; // GroupQueryAttention's view of attention_mask
     private string _tempScale = "";     // Llama 4 temperature tuning factor per position, [batch, seq, 1, 1]
 
     private DecoderGraph(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o) => (_g, _c, _w, _o) = (g, c, w, o);
@@ -140,7 +142,10 @@ internal sealed class DecoderGraph
             q = RmsNorm(q, _w.Float(L(n.QNorm), d));
             k = RmsNorm(k, _w.Float(L(n.KNorm), d));
         }
-        if (layer.UseRope)
+        bool gqa = UsesGroupQueryAttention(layer);
+        // GroupQueryAttention rotates q and k itself, unless a norm must come after RoPE (Llama 4).
+        bool kernelRope = gqa && layer.UseRope && layer.QkNorm != QkNormKind.L2;
+        if (layer.UseRope && !kernelRope)
         {
             q = Rope(q);
             k = Rope(k);
@@ -155,6 +160,9 @@ internal sealed class DecoderGraph
         // Llama 4 NoPE layers: q *= log(floor((pos + 1) / floor_scale) + 1) * attn_scale + 1.
         if (layer.TemperatureTuning)
             q = _g.Op("Mul", [q, _tempScale]);
+
+        if (gqa)
+            return AddBias(_w.Linear(GroupQueryAttention(layer, q, k, v, kernelRope), L(n.O), h, qDim), _c.OutputBias ? _w.Float(L(n.OBias), h) : null);
 
         // [batch, heads, seq, d]; the cache holds keys after RoPE and norm, as Hugging Face's does.
         int[] toBhsd = [0, 2, 1, 3];
@@ -175,6 +183,39 @@ internal sealed class DecoderGraph
         context = _g.Op("Transpose", [context], Attr(("perm", toBhsd)));
         context = _g.Op("Reshape", [context, _g.Int64Vector(-1, qDim)]);
         return AddBias(_w.Linear(context, L(n.O), h, qDim), _c.OutputBias ? _w.Float(L(n.OBias), h) : null);
+    }
+
+    /// <summary>
+    /// ONNX Runtime's fused causal attention with KV cache, for full-attention layers of the fused form. Not for chunked
+    /// layers (it has no chunked mode), not yet for sliding windows (its local_window_size is not covered by a golden
+    /// set with a head size it accepts), not for head sizes its CPU kernel refuses (a multiple of 8, of 16 with
+    /// rotary); those layers, and the whole decomposed form, use standard ops.
+    /// </summary>
+    private bool UsesGroupQueryAttention(LayerSpec layer) =>
+        _o.Moe == MoeForm.Fused && layer.Attention == AttentionKind.Full && _c.HeadDim % (layer.UseRope ? 16 : 8) == 0;
+
+    /// <summary>q [batch, seq, heads, d], k/v [batch, seq, kv_heads, d] → attention output [tokens, heads·d].</summary>
+    private string GroupQueryAttention(LayerSpec layer, string q, string k, string v, bool rotary)
+    {
+        if (_seqlensK.Length == 0)
+        {
+            // seqlens_k: per sequence, the index of its last real token; total_sequence_length: the mask's width
+            var int32 = Attr(("to", (int)ElementType.Int32));
+            string lengths = _g.Op("ReduceSum", [AttentionMask, _g.Int64Vector(1)], Attr(("keepdims", 0)));
+            _seqlensK = _g.Op("Cast", [_g.Op("Sub", [lengths, _g.Int64Scalar(1)])], int32);
+            string width = _g.Op("Gather", [_g.Op("Shape", [AttentionMask]), _g.Int64Scalar(1)], Attr(("axis", 0)));
+            _totalLength = _g.Op("Cast", [width], int32);
+        }
+        string Flat(string x) => _g.Op("Reshape", [x, _g.Int64Vector(0, 0, -1)]);   // [batch, seq, heads·d]
+        var inputs = new List<string> { Flat(q), Flat(k), Flat(v), PastKey(layer.Index), PastValue(layer.Index), _seqlensK, _totalLength };
+        if (rotary) inputs.AddRange([_cosTable, _sinTable]);
+        var attributes = Attr(("num_heads", _c.NumHeads), ("kv_num_heads", _c.NumKvHeads), ("scale", (float)(1.0 / Math.Sqrt(_c.HeadDim))),
+            ("do_rotary", rotary ? 1 : 0), ("rotary_interleaved", _c.RopeLayout == RopeLayout.Interleaved ? 1 : 0));
+        var outputs = _g.OpMulti("GroupQueryAttention", [.. inputs], 3, attributes,
+            [_g.Name("gqa"), PresentKey(layer.Index), PresentValue(layer.Index)], GraphBuilder.MicrosoftDomain);
+        _g.Output(outputs[1], ElementType.Float, "batch_size", _c.NumKvHeads, "total_sequence_length", _c.HeadDim);
+        _g.Output(outputs[2], ElementType.Float, "batch_size", _c.NumKvHeads, "total_sequence_length", _c.HeadDim);
+        return _g.Op("Reshape", [outputs[0], _g.Int64Vector(-1, _c.NumHeads * _c.HeadDim)]);
     }
 
     /// <summary>[tokens, heads·d] → [batch, seq, heads, d].</summary>
@@ -238,6 +279,7 @@ internal sealed class DecoderGraph
             }
         string cosTable = _w.Add("rope.cos", [positions, half], cos);
         string sinTable = _w.Add("rope.sin", [positions, half], sin);
+        (_cosTable, _sinTable) = (cosTable, sinTable);
         _cos = _g.Op("Unsqueeze", [_g.Op("Gather", [cosTable, PositionIds]), _g.Int64Vector(2)]);   // [batch, seq, 1, d/2]
         _sin = _g.Op("Unsqueeze", [_g.Op("Gather", [sinTable, PositionIds]), _g.Int64Vector(2)]);
     }
