@@ -161,8 +161,30 @@ public readonly record struct CheckpointTensor(SafetensorsFile File, TensorEntry
     {
         if (!Entry.DType.IsReadableAsFloat())
             throw new CheckpointFormatException(File.Path, $"dtype {Entry.DType.Name()} is not supported (supported: {SafetensorsDTypes.FloatingNames})", Name);
+        // Positioned reads in chunks (not the mapping): converting never maps the file into the process.
+        const int ChunkElements = 1 << 22;
         int size = Entry.DType.SizeInBytes();
-        FloatConversion.ToFloat32(File.GetBytes(Entry, start * size, (long)destination.Length * size), Entry.DType, destination);
+        byte[]? buffer = Entry.DType == SafetensorsDType.F32 ? null : System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Min(destination.Length, ChunkElements) * size);
+        try
+        {
+            for (int done = 0; done < destination.Length; done += ChunkElements)
+            {
+                var part = destination.Slice(done, Math.Min(ChunkElements, destination.Length - done));
+                long offset = (start + done) * size;
+                if (buffer is null)
+                {
+                    File.CopyTo(Entry, offset, System.Runtime.InteropServices.MemoryMarshal.AsBytes(part));
+                    continue;
+                }
+                var raw = buffer.AsSpan(0, part.Length * size);
+                File.CopyTo(Entry, offset, raw);
+                FloatConversion.ToFloat32(raw, Entry.DType, part);
+            }
+        }
+        finally
+        {
+            if (buffer is not null) System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     public float[] ReadFloat32()

@@ -16,6 +16,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
     private byte* _base;
     private long _bytesRead;
     private bool _disposed;
+    private Microsoft.Win32.SafeHandles.SafeFileHandle? _handle;
+    private readonly Lock _handleLock = new();
 
     private SafetensorsFile(string path, long length, SafetensorsHeader.Parsed header, MemoryMappedFile? map, MemoryMappedViewAccessor? view)
     {
@@ -118,10 +120,35 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new ReadOnlySpan<byte>(_base + entry.Offset + offset, (int)length);
     }
 
+    /// <summary>
+    /// Copies bytes [offset, offset + destination.Length) of <paramref name="entry"/> with a positioned read instead of
+    /// through the mapping, so that streaming through a checkpoint does not keep its pages mapped into this process
+    /// (the exporter's memory stays bounded by what it holds, not by the file size).
+    /// </summary>
+    public void CopyTo(TensorEntry entry, long offset, Span<byte> destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (offset < 0 || offset + destination.Length > entry.ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"range [{offset}, {offset + destination.Length}) is outside tensor '{entry.Name}' ({entry.ByteLength} bytes)");
+        lock (_handleLock)
+            _handle ??= File.OpenHandle(Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        long position = entry.Offset + offset;
+        while (!destination.IsEmpty)
+        {
+            int read = RandomAccess.Read(_handle, destination, position);
+            if (read <= 0)
+                throw new CheckpointFormatException(Path, $"the file ended at byte {position} while reading the tensor (it shrank after opening)", entry.Name);
+            destination = destination[read..];
+            position += read;
+            Interlocked.Add(ref _bytesRead, read);
+        }
+    }
+
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        _handle?.Dispose();
         if (_base is not null)
         {
             _view!.SafeMemoryMappedViewHandle.ReleasePointer();

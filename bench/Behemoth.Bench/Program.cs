@@ -1,0 +1,7 @@
+using System.CommandLine;
+using Behemoth.Bench;
+
+var root = new RootCommand("Behemoth benchmarks (speed and memory, as ratios against a baseline measured in the same run)");
+root.Subcommands.Add(ExportMemoryBench.Create());
+root.Subcommands.Add(ExportMemoryBench.CreateChild());
+return root.Parse(args).Invoke();

@@ -1,0 +1,110 @@
+using System.CommandLine;
+using System.Text.Json;
+using Behemoth.Formats.Errors;
+using Behemoth.Reference;
+using Behemoth.Runtime;
+using Behemoth.Runtime.Text;
+
+namespace Behemoth.Cli.Commands;
+
+/// <summary>
+/// <c>behemoth perplexity</c>: per-token perplexity of held-out text (JSON lines with a "text" field, or "en"/"it"
+/// translation pairs in the behemoth-nano prompt format) under a checkpoint (reference engine) or a package (onnx).
+/// Each line is one document, &lt;s&gt; text &lt;/s&gt;, scored in windows of --window tokens.
+/// </summary>
+internal static class PerplexityCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "Hugging Face model directory (reference engine) or Behemoth package (onnx engine)" };
+        var text = new Option<string[]>("--text") { Description = "JSON-lines files of held-out text", Required = true, AllowMultipleArgumentsPerToken = true };
+        var engine = new Option<string>("--engine") { Description = "reference or onnx", DefaultValueFactory = _ => "onnx" };
+        engine.AcceptOnlyFromAmong("reference", "onnx");
+        var profile = new Option<string>("--profile") { Description = "Device profile of the package (onnx engine)", DefaultValueFactory = _ => "full" };
+        var window = new Option<int>("--window") { Description = "Tokens per scoring window", DefaultValueFactory = _ => 256 };
+        var command = new Command("perplexity", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window };
+        command.SetAction(parse => CliErrors.Run(parse, () =>
+        {
+            string dir = parse.GetValue(model)!;
+            int w = parse.GetValue(window);
+            if (w < 2) throw new BehemothException($"--window must be at least 2, found {w}");
+            var tokenizer = ModelTokenizer.Load(dir);
+            Func<int[], float[]> forward;
+            IDisposable owner;
+            int vocab, bos, eos;
+            if (parse.GetValue(engine) == "onnx")
+            {
+                var session = DecoderSession.Open(dir, parse.GetValue(profile)!);
+                (owner, vocab) = (session, session.Shape.VocabSize);
+                (bos, eos) = (session.Shape.BosTokenId ?? 1, session.Shape.EosTokenIds.FirstOrDefault(2));
+                forward = ids => session.Forward(ids, session.NewCache());
+            }
+            else
+            {
+                var reference = ReferenceModel.Load(dir);
+                (owner, vocab) = (reference, reference.Config.VocabSize);
+                (bos, eos) = (reference.Config.BosTokenId ?? 1, reference.Config.EosTokenIds.FirstOrDefault(2));
+                forward = ids => reference.Forward(ids);
+            }
+            using (owner)
+            {
+                Console.WriteLine($"{"file",-28} {"tokens",8} {"perplexity",11}");
+                double allNll = 0;
+                long allCount = 0;
+                foreach (var file in parse.GetValue(text)!)
+                {
+                    double nll = 0;
+                    long count = 0;
+                    foreach (var doc in ReadDocuments(file))
+                    {
+                        var ids = new List<int> { bos };
+                        ids.AddRange(tokenizer.EncodeToIds(doc));
+                        ids.Add(eos);
+                        for (int start = 0; start < ids.Count - 1; start += w)
+                        {
+                            var span = ids.GetRange(start, Math.Min(w + 1, ids.Count - start)).ToArray();
+                            float[] logits = forward(span[..^1]);
+                            for (int t = 0; t < span.Length - 1; t++)
+                                nll -= LogSoftmaxAt(logits.AsSpan(t * vocab, vocab), span[t + 1]);
+                            count += span.Length - 1;
+                        }
+                    }
+                    Console.WriteLine($"{Path.GetFileName(file),-28} {count,8} {Math.Exp(nll / count),11:F3}");
+                    allNll += nll;
+                    allCount += count;
+                }
+                Console.WriteLine($"{"all",-28} {allCount,8} {Math.Exp(allNll / allCount),11:F3}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static IEnumerable<string> ReadDocuments(string file)
+    {
+        int line = 0;
+        foreach (var raw in File.ReadLines(file))
+        {
+            line++;
+            if (raw.Length == 0) continue;
+            JsonElement row;
+            try { row = JsonDocument.Parse(raw).RootElement; }
+            catch (JsonException e) { throw new BehemothException($"{file}:{line}: not JSON ({e.Message})"); }
+            if (row.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
+                yield return t.GetString()!;
+            else if (row.TryGetProperty("en", out var en) && row.TryGetProperty("it", out var it))
+                yield return $"English: {en.GetString()}\nItalian: {it.GetString()}";
+            else
+                throw new BehemothException($"{file}:{line}: expected a \"text\" field or an \"en\"/\"it\" pair");
+        }
+    }
+
+    private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int target)
+    {
+        double max = double.NegativeInfinity;
+        foreach (float v in logits) max = Math.Max(max, v);
+        double sum = 0;
+        foreach (float v in logits) sum += Math.Exp(v - max);
+        return logits[target] - max - Math.Log(sum);
+    }
+}
