@@ -145,4 +145,45 @@ public sealed class CliTests
         Assert.Contains("inspect", r.Stdout);
         Assert.Contains("logits", r.Stdout);
     }
+
+    [Fact]
+    public void Export_then_onnx_logits_reproduce_the_golden_logits_and_a_tampered_package_is_refused()
+    {
+        using var dir = new TempDirectory();
+        string golden = TestPaths.Golden("olmoe");
+        string package = dir.File("pkg");
+        var r = Run("export", golden, "--out", package, "--quant", "fp32");
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        Assert.Contains("profiles: full", r.Stdout);
+
+        string[] logits = ["logits", package, "--engine", "onnx", "--tokens-file", Path.Combine(golden, "input_ids.json"),
+            "--out", dir.File("o.f32"), "--expect", Path.Combine(golden, "logits.f32")];
+        r = Run(logits);
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        r = Run([.. logits, "--incremental"]);
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+
+        r = Run("export", golden, "--out", package);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--force", r.Stderr);
+
+        using (var f = new FileStream(Path.Combine(package, "weights.bin"), FileMode.Open)) f.SetLength(f.Length - 1);
+        r = Run(logits);
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith("error: ", r.Stderr);
+        Assert.Contains("weights.bin", r.Stderr);
+    }
+
+    [Fact]
+    public void Export_explains_a_block_size_the_moe_kernel_cannot_use()
+    {
+        using var dir = new TempDirectory();
+        var r = Run("export", TestPaths.Golden("mixtral"), "--out", dir.File("pkg"), "--quant", "int4", "--block-size", "32");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--block-size", r.Stderr);
+        Assert.False(Directory.Exists(dir.File("pkg")));
+        r = Run("export", TestPaths.Golden("mixtral"), "--out", dir.File("pkg"), "--quant", "int4", "--block-size", "24");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("power of two", r.Stderr);
+    }
 }

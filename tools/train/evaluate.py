@@ -128,6 +128,17 @@ def greedy(model, prompt_ids, stop_ids, max_new):
     return out
 
 
+# The pairs come from review and chat sentences (the corpus README warns some are crude): the card shows only
+# mid-length samples without these words.
+_NOT_FOR_THE_CARD = ("fuck", "shit", "bitch", "sex", "kill", "damn", "dick", "porn", "rape", "hate", "stupid", "idiot",
+                     "crap", "schizo", "drug", "ass ", "sucks", "die", "dead")
+
+
+def presentable(text):
+    low = text.lower()
+    return 6 <= len(text.split()) <= 25 and not any(w in low for w in _NOT_FOR_THE_CARD)
+
+
 def plot_loss(log_path, out_path):
     import matplotlib
     matplotlib.use("Agg")
@@ -140,7 +151,7 @@ def plot_loss(log_path, out_path):
     val = [(int(r["tokens"]) / 1e6, float(r["val_loss"])) for r in rows if r["val_loss"]]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(tok, loss, color="#bbbbbb", lw=0.6, label="train (per step)")
-    ax.plot(tok[len(tok) - len(smooth):], smooth, color="#1f77b4", lw=1.5, label="train (20-step mean)")
+    ax.plot(tok[len(tok) - len(smooth):], smooth, color="#1f77b4", lw=1.5, label="train (mean of the last 20 steps)")
     ax.plot([v[0] for v in val], [v[1] for v in val], "o-", color="#d62728", ms=3, label="held-out")
     ax.set_xlabel("training tokens (millions)")
     ax.set_ylabel("cross-entropy (nats/token)")
@@ -241,7 +252,7 @@ def main() -> int:
         hyps.append(hyp)
         refs.append(p["it"])
         srcs.append(p["en"])
-        if i < 5:
+        if len(samples) < 5 and presentable(p["en"]):
             samples.append({"en": p["en"], "reference": p["it"], "behemoth-nano": hyp})
     translation = {"pairs": len(hyps), "chrf": chrf(hyps, refs), "chrf_copy_source": chrf(srcs, refs),
                    "chrf_self_check": chrf(refs, refs), "samples": samples}

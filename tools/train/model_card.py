@@ -112,7 +112,8 @@ Most-used experts per language (share of that language's tokens):
 ### English→Italian translation
 
 Greedy decoding of the {tr['pairs']} held-out pairs: **chrF {tr['chrf']:.1f}** (character n-grams 1–6, β = 2,
-corpus level). Copying the English source unchanged scores {tr['chrf_copy_source']:.1f}.
+corpus level). Copying the English source unchanged scores {tr['chrf_copy_source']:.1f}. Five of the held-out
+pairs (mid-length, and skipping crude words, since the pairs come from review and chat sentences):
 
 {_table(["English", "reference", "behemoth-nano"], sample_rows)}
 
