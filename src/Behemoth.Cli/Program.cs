@@ -7,5 +7,5 @@ root.Options.Add(CliErrors.Verbose);
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(ExportCommand.Create());
-root.Subcommands.Add(PerplexityCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
 return root.Parse(args).Invoke();

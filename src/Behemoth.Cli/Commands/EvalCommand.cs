@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
 using Behemoth.Runtime;
@@ -8,11 +9,11 @@ using Behemoth.Runtime.Text;
 namespace Behemoth.Cli.Commands;
 
 /// <summary>
-/// <c>behemoth perplexity</c>: per-token perplexity of held-out text (JSON lines with a "text" field, or "en"/"it"
+/// <c>behemoth eval</c>: per-token perplexity of held-out text (JSON lines with a "text" field, or "en"/"it"
 /// translation pairs in the behemoth-nano prompt format) under a checkpoint (reference engine) or a package (onnx).
 /// Each line is one document, &lt;s&gt; text &lt;/s&gt;, scored in windows of --window tokens.
 /// </summary>
-internal static class PerplexityCommand
+internal static class EvalCommand
 {
     public static Command Create()
     {
@@ -22,7 +23,8 @@ internal static class PerplexityCommand
         engine.AcceptOnlyFromAmong("reference", "onnx");
         var profile = new Option<string>("--profile") { Description = "Device profile of the package (onnx engine)", DefaultValueFactory = _ => "full" };
         var window = new Option<int>("--window") { Description = "Tokens per scoring window", DefaultValueFactory = _ => 256 };
-        var command = new Command("perplexity", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window };
+        var json = new Option<bool>("--json") { Description = "Print JSON: per file and overall token count and perplexity" };
+        var command = new Command("eval", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window, json };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
             string dir = parse.GetValue(model)!;
@@ -48,9 +50,7 @@ internal static class PerplexityCommand
             }
             using (owner)
             {
-                Console.WriteLine($"{"file",-28} {"tokens",8} {"perplexity",11}");
-                double allNll = 0;
-                long allCount = 0;
+                var rows = new List<(string File, long Tokens, double Nll)>();
                 foreach (var file in parse.GetValue(text)!)
                 {
                     double nll = 0;
@@ -69,11 +69,30 @@ internal static class PerplexityCommand
                             count += span.Length - 1;
                         }
                     }
-                    Console.WriteLine($"{Path.GetFileName(file),-28} {count,8} {Math.Exp(nll / count),11:F3}");
-                    allNll += nll;
-                    allCount += count;
+                    rows.Add((file, count, nll));
                 }
-                Console.WriteLine($"{"all",-28} {allCount,8} {Math.Exp(allNll / allCount),11:F3}");
+                long allTokens = rows.Sum(r => r.Tokens);
+                double allPerplexity = Math.Exp(rows.Sum(r => r.Nll) / allTokens);
+                if (parse.GetValue(json))
+                {
+                    var result = new JsonObject
+                    {
+                        ["model"] = dir,
+                        ["tokens"] = allTokens,
+                        ["perplexity"] = allPerplexity,
+                        ["files"] = new JsonArray(rows.Select(r => (JsonNode)new JsonObject
+                        {
+                            ["file"] = r.File, ["tokens"] = r.Tokens, ["perplexity"] = Math.Exp(r.Nll / r.Tokens),
+                        }).ToArray()),
+                    };
+                    Console.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                }
+                else
+                {
+                    Console.WriteLine($"{"file",-28} {"tokens",8} {"perplexity",11}");
+                    foreach (var r in rows) Console.WriteLine($"{Path.GetFileName(r.File),-28} {r.Tokens,8} {Math.Exp(r.Nll / r.Tokens),11:F3}");
+                    Console.WriteLine($"{"all",-28} {allTokens,8} {allPerplexity,11:F3}");
+                }
             }
             return 0;
         }));
