@@ -19,6 +19,8 @@ internal static class CliErrors
     public const int BadInput = 1;
     public const int InternalError = 70;
 
+    public static Task<int> RunAsync(ParseResult parse, Func<Task<int>> action) => Task.FromResult(Run(parse, () => action().GetAwaiter().GetResult()));
+
     public static int Run(ParseResult parse, Func<int> action)
     {
         bool verbose = parse.GetValue(Verbose);

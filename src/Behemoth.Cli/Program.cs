@@ -8,4 +8,5 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(ExportCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(RunCommand.Create());
 return root.Parse(args).Invoke();

@@ -1,0 +1,49 @@
+namespace Behemoth.Runtime.Generation;
+
+/// <summary>What to do with a prompt longer than the context leaves room for.</summary>
+public enum PromptOverflow
+{
+    /// <summary>Throw, naming the prompt length and the room there is.</summary>
+    Refuse,
+
+    /// <summary>Drop the oldest prompt tokens (after the first, the beginning-of-sequence token).</summary>
+    TruncateStart,
+}
+
+/// <summary>How to pick tokens and when to stop. Temperature 0 is greedy decoding.</summary>
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 128;
+
+    /// <summary>0: greedy (argmax). Otherwise logits are divided by it before sampling.</summary>
+    public float Temperature { get; init; }
+
+    /// <summary>Keep only the k most likely tokens (0: all).</summary>
+    public int TopK { get; init; }
+
+    /// <summary>Keep the smallest set of most likely tokens whose probability reaches p (1: all).</summary>
+    public float TopP { get; init; } = 1f;
+
+    /// <summary>Divides positive (multiplies negative) logits of tokens already in the sequence, as CTRL and Hugging Face do (1: off).</summary>
+    public float RepetitionPenalty { get; init; } = 1f;
+
+    /// <summary>Same seed, same options, same prompt → same tokens. Null: a random seed.</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>Generation ends when the text contains one of these; the stop string itself is not returned.</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+
+    /// <summary>Generation ends at these tokens, besides the package's end-of-sequence tokens.</summary>
+    public IReadOnlyList<int> StopTokens { get; init; } = [];
+
+    public PromptOverflow Overflow { get; init; } = PromptOverflow.Refuse;
+
+    public void Validate()
+    {
+        if (MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "must not be negative");
+        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "must be a finite number ≥ 0");
+        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "must not be negative");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "must be in (0, 1]");
+        if (!(RepetitionPenalty > 0) || float.IsInfinity(RepetitionPenalty)) throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "must be a finite number > 0");
+    }
+}

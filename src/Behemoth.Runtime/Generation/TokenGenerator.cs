@@ -1,0 +1,49 @@
+using System.Runtime.CompilerServices;
+
+namespace Behemoth.Runtime.Generation;
+
+/// <summary>
+/// The generation loop at the token level: prefill the prompt once, then one token at a time through the KV cache,
+/// until an end-of-sequence or stop token, the token budget or the context length.
+/// </summary>
+public static class TokenGenerator
+{
+    public static async IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        options ??= new GenerationOptions();
+        options.Validate();
+        int[] input = FitPrompt(prompt, options, session.Shape.ContextLength);
+        var stop = new HashSet<int>(session.Shape.EosTokenIds.Concat(options.StopTokens));
+        var sampler = new Sampler(options);
+        var seen = new HashSet<int>(input);
+        var cache = session.NewCache();
+        int vocab = session.Shape.VocabSize;
+
+        float[] logits = await Task.Run(() => session.Forward(input, cache, cancellationToken), cancellationToken).ConfigureAwait(false);
+        var last = logits.AsSpan((input.Length - 1) * vocab, vocab).ToArray();
+        for (int produced = 0; produced < options.MaxNewTokens; produced++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int next = sampler.Next(last, seen);
+            if (stop.Contains(next)) yield break;
+            yield return next;
+            seen.Add(next);
+            if (produced + 1 == options.MaxNewTokens || cache.Length >= session.Shape.ContextLength) yield break;
+            last = await Task.Run(() => session.Forward([next], cache, cancellationToken), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The prompt as it will run: checked against the room the context leaves for the new tokens.</summary>
+    public static int[] FitPrompt(IReadOnlyList<int> prompt, GenerationOptions options, int context)
+    {
+        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty; give at least the beginning-of-sequence token", nameof(prompt));
+        int room = Math.Max(1, context - options.MaxNewTokens);
+        if (prompt.Count <= room) return prompt.ToArray();
+        if (options.Overflow == PromptOverflow.Refuse)
+            throw new ArgumentException($"the prompt has {prompt.Count} tokens, but a context of {context} with max {options.MaxNewTokens} new tokens leaves room for {room}; "
+                + "shorten it, lower MaxNewTokens, or set Overflow = TruncateStart", nameof(prompt));
+        // keep the first token (the beginning-of-sequence marker) and the most recent ones
+        return [prompt[0], .. prompt.Skip(prompt.Count - (room - 1))];
+    }
+}
