@@ -25,6 +25,9 @@ public sealed class DecoderSession : IDisposable
     }
 
     public string Directory { get; }
+
+    /// <summary>The execution provider the session runs on (after <see cref="ExecutionProvider.Auto"/>'s fallbacks).</summary>
+    public ExecutionProvider Provider { get; private init; } = ExecutionProvider.Cpu;
     public PackageManifest Manifest { get; }
     public string Profile { get; }
     public ModelShape Shape => Manifest.Model;
@@ -38,6 +41,18 @@ public sealed class DecoderSession : IDisposable
         string graph = Path.Combine(packageDirectory, info.Graph);
         var session = options is null ? new InferenceSession(graph) : new InferenceSession(graph, options);
         return new DecoderSession(packageDirectory, manifest, profile, session);
+    }
+
+    /// <summary>Opens <paramref name="profile"/> on <paramref name="provider"/> (see <see cref="ExecutionProviders"/>).</summary>
+    public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, CancellationToken cancellationToken = default)
+    {
+        using var options = ExecutionProviders.Create(provider, out var chosen);
+        var manifest = PackageReader.ReadManifest(packageDirectory);
+        if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != "decomposed")
+            throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
+        var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
+        var session = new InferenceSession(Path.Combine(packageDirectory, info.Graph), options);
+        return new DecoderSession(packageDirectory, manifest, profile, session) { Provider = chosen };
     }
 
     /// <summary>An empty KV cache for one sequence.</summary>

@@ -52,3 +52,34 @@ public sealed class DecoderSessionTests : IDisposable
         Assert.Equal(0, cache.Length);
     }
 }
+
+/// <summary>Execution providers: auto falls back to what loads, an explicit provider that cannot load says what is missing.</summary>
+public sealed class ExecutionProviderTests
+{
+    [Fact]
+    public void Auto_runs_where_it_can_and_explicit_providers_explain_what_is_missing()
+    {
+        using var temp = new TempDirectory();
+        string dir = TestPaths.Golden("mixtral");
+        PackageExporter.Export(dir, temp.File("pkg"), new ExportOptions(), overwrite: false);
+        using (var auto = DecoderSession.Open(temp.File("pkg"), "full", ExecutionProvider.Auto))
+        {
+            Assert.Contains(auto.Provider, new[] { ExecutionProvider.Cpu, ExecutionProvider.Cuda });
+            Assert.Equal(512, auto.Forward([1, 2, 3], auto.NewCache()).Length / 3);
+        }
+        try
+        {
+            using var cuda = DecoderSession.Open(temp.File("pkg"), "full", ExecutionProvider.Cuda);
+            Assert.Equal(ExecutionProvider.Cuda, cuda.Provider);      // a machine with the CUDA 13 libraries
+        }
+        catch (ExecutionProviderException e)
+        {
+            Assert.Contains("CUDA 13", e.Message);
+        }
+        if (!OperatingSystem.IsWindows())
+        {
+            var e = Assert.Throws<ExecutionProviderException>(() => DecoderSession.Open(temp.File("pkg"), "full", ExecutionProvider.DirectML));
+            Assert.Contains("DirectML", e.Message);
+        }
+    }
+}

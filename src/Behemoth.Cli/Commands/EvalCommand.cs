@@ -23,8 +23,9 @@ internal static class EvalCommand
         engine.AcceptOnlyFromAmong("reference", "onnx");
         var profile = new Option<string>("--profile") { Description = "Device profile of the package (onnx engine)", DefaultValueFactory = _ => "full" };
         var window = new Option<int>("--window") { Description = "Tokens per scoring window", DefaultValueFactory = _ => 256 };
+        var provider = ProviderOption.Create();
         var json = new Option<bool>("--json") { Description = "Print JSON: per file and overall token count and perplexity" };
-        var command = new Command("eval", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window, json };
+        var command = new Command("eval", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window, json, provider };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
             string dir = parse.GetValue(model)!;
@@ -36,7 +37,7 @@ internal static class EvalCommand
             int vocab, bos, eos;
             if (parse.GetValue(engine) == "onnx")
             {
-                var session = DecoderSession.Open(dir, parse.GetValue(profile)!);
+                var session = DecoderSession.Open(dir, parse.GetValue(profile)!, ProviderOption.Parse(parse.GetValue(provider)));
                 (owner, vocab) = (session, session.Shape.VocabSize);
                 (bos, eos) = (session.Shape.BosTokenId ?? 1, session.Shape.EosTokenIds.FirstOrDefault(2));
                 forward = ids => session.Forward(ids, session.NewCache());

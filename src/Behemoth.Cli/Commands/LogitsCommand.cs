@@ -18,6 +18,7 @@ internal static class LogitsCommand
         var engine = new Option<string>("--engine") { Description = "reference: the float32 C# engine on a checkpoint; onnx: ONNX Runtime on a package", DefaultValueFactory = _ => "reference" };
         engine.AcceptOnlyFromAmong("reference", "onnx");
         var profile = new Option<string>("--profile") { Description = "Device profile of the package (onnx engine)", DefaultValueFactory = _ => "full" };
+        var provider = ProviderOption.Create();
         var incremental = new Option<bool>("--incremental") { Description = "onnx engine: feed one token at a time through the KV cache instead of the whole sequence at once" };
         var output = new Option<string>("--out") { Description = "Output file: raw little-endian float32, row-major [seq, vocab]", Required = true };
         var expect = new Option<string?>("--expect") { Description = "Expected logits in the same layout; prints max |difference| and fails above --tolerance" };
@@ -29,7 +30,7 @@ internal static class LogitsCommand
         };
         var command = new Command("logits", "Compute the logits of a token sequence (full-sequence forward pass)")
         {
-            model, tokens, tokensFile, engine, profile, incremental, output, expect, tolerance, stride,
+            model, tokens, tokensFile, engine, profile, incremental, provider, output, expect, tolerance, stride,
         };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
@@ -44,7 +45,7 @@ internal static class LogitsCommand
             // Read the expectation before writing anything, so a bad --expect leaves no output behind.
             float[]? expectedLogits = expected is null ? null : ReadExpected(expected);
             var run = parse.GetValue(engine) == "onnx"
-                ? RunOnnx(parse.GetValue(model)!, parse.GetValue(profile)!, ids, parse.GetValue(incremental))
+                ? RunOnnx(parse.GetValue(model)!, parse.GetValue(profile)!, ids, parse.GetValue(incremental), ProviderOption.Parse(parse.GetValue(provider)))
                 : RunReference(parse.GetValue(model)!, ids);
             float[] logits = run.Logits;
             int bad = logits.Count(v => !float.IsFinite(v));
@@ -83,9 +84,9 @@ internal static class LogitsCommand
             $"reference engine, {started.Elapsed.TotalMilliseconds:F0} ms; read {reference.BytesRead:N0} of the checkpoint's {reference.CheckpointBytes:N0} bytes");
     }
 
-    private static EngineRun RunOnnx(string packageDir, string profile, int[] ids, bool incremental)
+    private static EngineRun RunOnnx(string packageDir, string profile, int[] ids, bool incremental, Behemoth.Runtime.ExecutionProvider provider)
     {
-        using var session = Behemoth.Runtime.DecoderSession.Open(packageDir, profile);
+        using var session = Behemoth.Runtime.DecoderSession.Open(packageDir, profile, provider);
         var started = System.Diagnostics.Stopwatch.StartNew();
         var cache = session.NewCache();
         float[] logits;
@@ -99,7 +100,7 @@ internal static class LogitsCommand
         else
             logits = session.Forward(ids, cache);
         return new EngineRun(logits, session.Manifest.Architecture, session.Shape.VocabSize, packageDir,
-            $"onnx engine, profile '{profile}' ({session.Manifest.Quantization.Weights}, MoE {session.Manifest.MoeForm}), "
+            $"onnx engine on {session.Provider.ToString().ToLowerInvariant()}, profile '{profile}' ({session.Manifest.Quantization.Weights}, MoE {session.Manifest.MoeForm}), "
             + $"{(incremental ? "token by token" : "whole sequence")}, {started.Elapsed.TotalMilliseconds:F0} ms");
     }
 

@@ -26,9 +26,10 @@ internal static class RunCommand
         var stop = new Option<string[]>("--stop") { Description = "Stop strings (repeatable); \\n is a newline", AllowMultipleArgumentsPerToken = false };
         var truncate = new Option<bool>("--truncate-prompt") { Description = "Drop the oldest prompt tokens when the prompt does not fit (default: refuse)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, token counts, timings) instead of streaming" };
+        var provider = ProviderOption.Create();
         var command = new Command("run", "Generate text with a package")
         {
-            package, profile, prompt, maxTokens, temperature, topK, topP, penalty, seed, stop, truncate, json,
+            package, profile, prompt, maxTokens, temperature, topK, topP, penalty, seed, stop, truncate, json, provider,
         };
         command.SetAction((parse, cancellationToken) => CliErrors.RunAsync(parse, async () =>
         {
@@ -52,7 +53,7 @@ internal static class RunCommand
             {
                 throw new BehemothException($"invalid generation option {e.ParamName}: {e.Message.Split(" (Parameter")[0]}");
             }
-            using var session = DecoderSession.Open(dir, parse.GetValue(profile)!, cancellationToken: cancellationToken);
+            using var session = DecoderSession.Open(dir, parse.GetValue(profile)!, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken);
             var tokenizer = ModelTokenizer.Load(dir);
             var clock = Stopwatch.StartNew();
             TimeSpan? first = null;
@@ -75,6 +76,7 @@ internal static class RunCommand
                 Console.WriteLine(new JsonObject
                 {
                     ["text"] = text.ToString(),
+                    ["provider"] = session.Provider.ToString().ToLowerInvariant(),
                     ["seconds"] = elapsed.TotalSeconds,
                     ["time_to_first_text_seconds"] = first?.TotalSeconds,
                 }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
