@@ -4,4 +4,5 @@ using Behemoth.Bench;
 var root = new RootCommand("Behemoth benchmarks (speed and memory, as ratios against a baseline measured in the same run)");
 root.Subcommands.Add(ExportMemoryBench.Create());
 root.Subcommands.Add(ExportMemoryBench.CreateChild());
+root.Subcommands.Add(GenAiGreedy.Create());
 return root.Parse(args).Invoke();

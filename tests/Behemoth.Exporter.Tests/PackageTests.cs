@@ -53,6 +53,22 @@ public sealed class PackageTests : IDisposable
     }
 
     [Fact]
+    public void Genai_config_has_no_nulls_even_for_a_model_without_bos()
+    {
+        // onnxruntime-genai refuses a null where it expects a number (OLMoE has no bos_token_id)
+        using var temp = new TempDirectory();
+        PackageExporter.Export(TestPaths.Golden("olmoe"), temp.File("pkg"), new ExportOptions(), overwrite: false);
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(temp.File("pkg"), "genai_config.json")));
+        static IEnumerable<JsonElement> All(JsonElement e) => e.ValueKind switch
+        {
+            JsonValueKind.Object => e.EnumerateObject().SelectMany(p => All(p.Value)).Prepend(e),
+            JsonValueKind.Array => e.EnumerateArray().SelectMany(All).Prepend(e),
+            _ => [e],
+        };
+        Assert.DoesNotContain(All(doc.RootElement), e => e.ValueKind == JsonValueKind.Null);
+    }
+
+    [Fact]
     public void A_flipped_byte_in_the_weights_is_refused_naming_the_file()
     {
         string weights = Path.Combine(_package, PackageExporter.WeightsFile);

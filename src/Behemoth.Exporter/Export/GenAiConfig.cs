@@ -18,7 +18,6 @@ internal static class GenAiConfig
         {
             ["model"] = new JsonObject
             {
-                ["bos_token_id"] = c.BosTokenId,
                 ["context_length"] = context,
                 ["decoder"] = new JsonObject
                 {
@@ -64,6 +63,9 @@ internal static class GenAiConfig
                 ["top_p"] = 1.0,
             },
         };
+        // genai wants numbers here: a model without a beginning-of-sequence token leaves the key out
+        if (c.BosTokenId is int bos) root["model"]!.AsObject().Insert(0, "bos_token_id", bos);
+        if (c.EosTokenIds.Length == 0) root["model"]!.AsObject().Remove("eos_token_id");
         return JsonSerializer.SerializeToUtf8Bytes(root, new JsonSerializerOptions { WriteIndented = true });
     }
 }
