@@ -12,6 +12,27 @@ def _table(header, rows):
     return "\n".join(out)
 
 
+def _parity_section() -> str:
+    """The independent checks of the shipped weights: Hugging Face transformers' own Llama4ForCausalLM
+    (check_transformers.py, results/transformers_check.json) and Behemoth's C# reference engine (a test)."""
+    lines = ["## Parity", "",
+             "`tests/fixtures/nano_parity` holds 150 token ids (crossing the 128-token chunk boundary) and the float32",
+             "logits this trainer computes for them (every 8th vocabulary column). Behemoth's C# reference engine must",
+             "reproduce them within 1e-3 (test `NanoModelTests`)."]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "transformers_check.json")
+    if os.path.exists(path):
+        import json
+        with open(path) as f:
+            c = json.load(f)
+        worst = max(abs(v["transformers"] / v["metrics_json"] - 1) for v in c["perplexity"].values())
+        lines += ["", f"Loaded by Hugging Face transformers {c['transformers']} (`AutoModelForCausalLM` → `{c['model_class']}`,",
+                  f"float32, eager attention) with `tools/train/check_transformers.py`: max |logit difference| against",
+                  f"the trainer {c['max_abs_diff_vs_trainer']:.1e} ({c['max_abs_diff_after_chunk_boundary']:.1e} after the chunk boundary), same argmax",
+                  f"at {100 * c['argmax_agreement']:.0f}% of positions; held-out perplexity on {len(c['perplexity'])} slices within",
+                  f"{worst:.0e} (relative) of the table above."]
+    return "\n".join(lines) + "\n"
+
+
 def write(model_dir: str, m: dict, cfg: dict) -> None:
     p, t, d, r, tr = m["parameters"], m["training"], m["data"], m["routing"], m["translation"]
     layers = cfg["num_hidden_layers"]
@@ -30,6 +51,7 @@ def write(model_dir: str, m: dict, cfg: dict) -> None:
         top_rows.append((lang, *cells))
     sample_rows = [(s["en"], s["reference"], s["behemoth-nano"]) for s in tr["samples"]]
     args = t["args"]
+    parity = _parity_section()
     text = f"""# behemoth-nano
 
 A small Mixture-of-Experts language model with the Hugging Face **Llama-4 text architecture**
@@ -117,6 +139,11 @@ pairs (mid-length, and skipping crude words, since the pairs come from review an
 
 {_table(["English", "reference", "behemoth-nano"], sample_rows)}
 
+At this size and training budget the model writes Italian-looking text but does not translate: its chrF is
+below the copy-the-source baseline. The task is there so that a translation profile can be carved and its
+quality change measured, not for its absolute quality.
+
+{parity}
 ## Limitations
 
 Tiny and briefly trained: it produces fluent-looking fragments, not reliable facts or translations. It knows
