@@ -58,7 +58,11 @@ public sealed record ProfileInfo(
     [property: JsonPropertyName("graph")] string Graph,
     [property: JsonPropertyName("description")] string Description,
     [property: JsonPropertyName("experts")] IReadOnlyList<LayerExperts> Experts,
-    [property: JsonPropertyName("files")] IReadOnlyList<string> Files);
+    [property: JsonPropertyName("files")] IReadOnlyList<string> Files)
+{
+    /// <summary>Bytes of the weight files this profile's graph references: what loading it reads (absent in older packages).</summary>
+    [JsonPropertyName("weight_bytes")] public long? WeightBytes { get; init; }
+}
 
 public sealed record FileEntry(
     [property: JsonPropertyName("bytes")] long Bytes,

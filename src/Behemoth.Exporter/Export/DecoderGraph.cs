@@ -33,6 +33,8 @@ internal sealed class DecoderGraph
     private readonly DecoderConfig _c;
     private readonly WeightSource _w;
     private readonly ExportOptions _o;
+    private readonly ExpertPlan _plan;
+    private readonly string _profile;
     private readonly Dictionary<(AttentionKind, int), string> _masks = new();
     private string _batchSeq = "";      // Shape(input_ids): [batch, seq]
     private string _cos = "", _sin = ""; // RoPE tables gathered at position_ids, [batch, seq, 1, d/2]
@@ -40,11 +42,13 @@ internal sealed class DecoderGraph
     private string _seqlensK = "", _totalLength = ""; // GroupQueryAttention's view of attention_mask
     private string _tempScale = "";     // Llama 4 temperature tuning factor per position, [batch, seq, 1, 1]
 
-    private DecoderGraph(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o) => (_g, _c, _w, _o) = (g, c, w, o);
+    private DecoderGraph(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o, ExpertPlan plan, string profile) =>
+        (_g, _c, _w, _o, _plan, _profile) = (g, c, w, o, plan, profile);
 
-    public static void Build(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o, IProgress<int>? layerDone = null)
+    /// <summary>Writes <paramref name="profile"/>'s graph into <paramref name="g"/> (its routed experts: <paramref name="plan"/>).</summary>
+    public static void Build(GraphBuilder g, DecoderConfig c, WeightSource w, ExportOptions o, ExpertPlan plan, string profile, IProgress<int>? layerDone = null)
     {
-        var graph = new DecoderGraph(g, c, w, o);
+        var graph = new DecoderGraph(g, c, w, o, plan, profile);
         graph.BuildAll(layerDone);
     }
 
@@ -67,10 +71,10 @@ internal sealed class DecoderGraph
         if (_c.Layers.Any(l => l.TemperatureTuning)) PrepareTemperature();
 
         // inputs_embeds = self.embed_tokens(input_ids), kept as [tokens, hidden]
-        float[] embedWeights = _w.Read(n.Embed, _c.VocabSize, h);
+        float[] EmbedWeights() => _w.Read(n.Embed, _c.VocabSize, h);
         string embed = _o.Quant == QuantKind.Fp32
-            ? _w.Add(n.Embed, [_c.VocabSize, h], embedWeights)
-            : _w.Half(n.Embed, [_c.VocabSize, h], embedWeights);     // quantized packages store the table as fp16
+            ? _w.Add(n.Embed, [_c.VocabSize, h], EmbedWeights)
+            : _w.Half(n.Embed, [_c.VocabSize, h], EmbedWeights);     // quantized packages store the table as fp16
         string x = _g.Op("Reshape", [_g.Op("Gather", [embed, InputIds]), _g.Int64Vector(-1, h)]);
 
         foreach (var layer in _c.Layers)
@@ -85,8 +89,9 @@ internal sealed class DecoderGraph
         if (_c.TieWordEmbeddings && _o.Quant is QuantKind.Fp32 or QuantKind.Fp16 && !_o.SimulateQuantization)
             logits = Gemm(normed, embed, null);                        // the same table, no second copy
         else
-            logits = _w.Linear(normed, _c.TieWordEmbeddings ? "lm_head.weight" : n.LmHead,
-                _c.TieWordEmbeddings ? embedWeights : _w.Read(n.LmHead, _c.VocabSize, h), _c.VocabSize, h);
+            logits = _c.TieWordEmbeddings
+                ? _w.Linear(normed, "lm_head.weight", EmbedWeights, _c.VocabSize, h)
+                : _w.Linear(normed, n.LmHead, _c.VocabSize, h);
         _g.Op("Reshape", [logits, _g.Op("Concat", [_batchSeq, _g.Int64Vector(_c.VocabSize)], Attr(("axis", 0)))], output: Logits);
     }
 
@@ -267,18 +272,17 @@ internal sealed class DecoderGraph
         if (!_c.Layers.Any(l => l.UseRope)) return;
         int half = _c.HeadDim / 2;
         int positions = Math.Min(_c.MaxPositionEmbeddings, _o.MaxContext);
-        double[] inv = _c.Rope.InverseFrequencies(_c.HeadDim);
-        var cos = new float[positions * half];
-        var sin = new float[positions * half];
-        for (int p = 0; p < positions; p++)
-            for (int i = 0; i < half; i++)
-            {
-                double angle = p * inv[i];
-                cos[p * half + i] = (float)Math.Cos(angle);
-                sin[p * half + i] = (float)Math.Sin(angle);
-            }
-        string cosTable = _w.Add("rope.cos", [positions, half], cos);
-        string sinTable = _w.Add("rope.sin", [positions, half], sin);
+        float[] Table(Func<double, double> f)
+        {
+            double[] inv = _c.Rope.InverseFrequencies(_c.HeadDim);
+            var table = new float[positions * half];
+            for (int p = 0; p < positions; p++)
+                for (int i = 0; i < half; i++)
+                    table[p * half + i] = (float)f(p * inv[i]);
+            return table;
+        }
+        string cosTable = _w.Add("rope.cos", [positions, half], () => Table(Math.Cos));
+        string sinTable = _w.Add("rope.sin", [positions, half], () => Table(Math.Sin));
         (_cosTable, _sinTable) = (cosTable, sinTable);
         _cos = _g.Op("Unsqueeze", [_g.Op("Gather", [cosTable, PositionIds]), _g.Int64Vector(2)]);   // [batch, seq, 1, d/2]
         _sin = _g.Op("Unsqueeze", [_g.Op("Gather", [sinTable, PositionIds]), _g.Int64Vector(2)]);
@@ -323,10 +327,19 @@ internal sealed class DecoderGraph
         int h = _c.HiddenSize;
         string L(string template) => TensorNames.Format(template, layer);
 
-        string logits = Gemm(x, _w.Float(L(n.Router), m.NumExperts, h), null);      // [tokens, experts]
+        // The router's rows for the experts this profile keeps, in graph order: a pruned layer routes among those only.
+        int[] kept = _plan.Kept(_profile, layer);
+        string router = kept.SequenceEqual(Enumerable.Range(0, m.NumExperts))
+            ? _w.Float(L(n.Router), m.NumExperts, h)
+            : _w.Add($"{L(n.Router)}.experts.{ExpertPlan.Key(kept)}", [kept.Length, h], () =>
+            {
+                float[] all = _w.Read(L(n.Router), m.NumExperts, h);
+                return kept.SelectMany(e => all.AsSpan(e * h, h).ToArray()).ToArray();
+            });
+        string logits = Gemm(x, router, null);                                            // [tokens, kept experts]
         string routed = UsesFusedMoe(_c, _o)
-            ? FusedMoe.Write(_g, _w, _c, layer, x, logits)
-            : DecomposedMoe.Write(_g, _w, _c, layer, x, logits);
+            ? FusedMoe.Write(_g, _w, _c, layer, x, logits, _plan.StorageOrder(layer), kept.Length)
+            : DecomposedMoe.Write(_g, _w, _c, layer, x, logits, kept);
 
         if (m.SharedIntermediate <= 0 || n.SharedGate is null) return routed;
         string shared = SwiGlu(L(n.SharedGate), L(n.SharedUp!), L(n.SharedDown!), x, m.SharedIntermediate);

@@ -12,7 +12,8 @@ namespace Behemoth.Exporter.Export;
 /// </summary>
 internal static class DecomposedMoe
 {
-    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits)
+    /// <param name="kept">The original ids of the experts this graph routes to; <paramref name="logits"/> column i is expert kept[i].</param>
+    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] kept)
     {
         var m = c.Moe;
         var top = g.OpMulti("TopK", [logits, g.Int64Vector(m.TopK)], 2, Attr(("axis", -1), ("largest", 1), ("sorted", 1)));
@@ -30,9 +31,10 @@ internal static class DecomposedMoe
 
         string y = g.Op("ConstantOfShape", [g.Op("Shape", [x])], Attr(("value", ZeroFloat())));
         string zero = g.FloatScalar(0f);
-        for (int e = 0; e < m.NumExperts; e++)
+        for (int i = 0; i < kept.Length; i++)
         {
-            string chosen = g.Op("Equal", [topIds, g.Int64Scalar(e)]);                           // [tokens, k]
+            int e = kept[i];
+            string chosen = g.Op("Equal", [topIds, g.Int64Scalar(i)]);                           // [tokens, k]
             string weight = g.Op("ReduceSum", [g.Op("Where", [chosen, weights, zero]), g.Int64Vector(1)], Attr(("keepdims", 0)));
             string any = g.Op("ReduceMax", [g.Op("Cast", [chosen], Attr(("to", (int)ElementType.Int32))), g.Int64Vector(1)], Attr(("keepdims", 0)));
             string rows = g.Op("Reshape", [g.Op("NonZero", [any]), g.Int64Vector(-1)]);           // [routed]
@@ -54,13 +56,17 @@ internal static class DecomposedMoe
         int h = c.HiddenSize, inter = c.Moe.ExpertIntermediate;
         var n = c.Names;
         string prefix = $"model.layers.{layer}.experts.{e}";
-        float[] gateW, upW, downW;
-        if (c.Moe.Layout == ExpertLayout.Fused)
+        // Read only when the expert is not stored yet (another profile's graph may have written it).
+        var weights = new Lazy<(float[] Gate, float[] Up, float[] Down)>(() =>
         {
+            if (c.Moe.Layout != ExpertLayout.Fused)
+                return (w.Read(TensorNames.Format(n.ExpertGate!, layer, e), inter, h),
+                        w.Read(TensorNames.Format(n.ExpertUp!, layer, e), inter, h),
+                        w.Read(TensorNames.Format(n.ExpertDown!, layer, e), h, inter));
             // Llama 4 stores gate_up [hidden, 2·intermediate] and down [intermediate, hidden]: transpose to [out, in].
             float[] gu = FusedMoe.ReadExpertSlice(w, TensorNames.Format(n.FusedGateUp!, layer), e, [c.Moe.NumExperts, h, 2 * inter]);
             float[] dn = FusedMoe.ReadExpertSlice(w, TensorNames.Format(n.FusedDown!, layer), e, [c.Moe.NumExperts, inter, h]);
-            (gateW, upW, downW) = (new float[inter * h], new float[inter * h], new float[h * inter]);
+            var (gateW, upW, downW) = (new float[inter * h], new float[inter * h], new float[h * inter]);
             for (int r = 0; r < h; r++)
                 for (int j = 0; j < inter; j++)
                 {
@@ -68,17 +74,12 @@ internal static class DecomposedMoe
                     upW[j * h + r] = gu[r * 2 * inter + inter + j];
                     downW[r * inter + j] = dn[j * h + r];
                 }
-        }
-        else
-        {
-            gateW = w.Read(TensorNames.Format(n.ExpertGate!, layer, e), inter, h);
-            upW = w.Read(TensorNames.Format(n.ExpertUp!, layer, e), inter, h);
-            downW = w.Read(TensorNames.Format(n.ExpertDown!, layer, e), h, inter);
-        }
-        string gate = w.Linear(x, prefix + ".gate", gateW, inter, h);
-        string up = w.Linear(x, prefix + ".up", upW, inter, h);
+            return (gateW, upW, downW);
+        });
+        string gate = w.Linear(x, prefix + ".gate", () => weights.Value.Gate, inter, h);
+        string up = w.Linear(x, prefix + ".up", () => weights.Value.Up, inter, h);
         string act = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
-        return w.Linear(act, prefix + ".down", downW, h, inter);
+        return w.Linear(act, prefix + ".down", () => weights.Value.Down, h, inter);
     }
 
     private static Onnx.Proto.TensorProto ZeroFloat()

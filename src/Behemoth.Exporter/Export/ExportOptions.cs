@@ -40,7 +40,16 @@ public sealed record ExportOptions
     /// </summary>
     public bool SimulateQuantization { get; init; }
 
+    /// <summary>Device profiles written besides <c>full</c> (which keeps every expert).</summary>
+    public IReadOnlyList<ProfileSpec> Profiles { get; init; } = [];
+
     public int Bits => Quant switch { QuantKind.Int4 => 4, QuantKind.Int8 => 8, _ => 0 };
 
     public string QuantName => Quant.ToString().ToLowerInvariant();
 }
+
+/// <summary>
+/// A device profile to write besides <c>full</c>: the routed experts it keeps, by original id, per MoE layer (a layer
+/// left out keeps all its experts). Each profile gets its own graph; the weights of every expert are stored once.
+/// </summary>
+public sealed record ProfileSpec(string Name, string Description, IReadOnlyDictionary<int, int[]> Experts);

@@ -15,12 +15,14 @@ namespace Behemoth.Exporter.Export;
 /// </summary>
 internal static class FusedMoe
 {
-    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits)
+    /// <param name="storage">The layer's original expert ids in stack order.</param>
+    /// <param name="keep">How many experts of the stack (a prefix) this graph routes to; <paramref name="logits"/> has one column each.</param>
+    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] storage, int keep)
     {
         var m = c.Moe;
         int h = c.HiddenSize, inter = m.ExpertIntermediate;
-        var fc1 = w.ExpertStack($"model.layers.{layer}.moe.fc1", m.NumExperts, 2 * inter, h, (e, block) => ExpertFc1(w, c, layer, e, block));
-        var fc2 = w.ExpertStack($"model.layers.{layer}.moe.fc2", m.NumExperts, h, inter, (e, block) => ExpertFc2(w, c, layer, e, block));
+        var fc1 = w.ExpertStack($"model.layers.{layer}.moe.fc1", m.NumExperts, keep, 2 * inter, h, (i, block) => ExpertFc1(w, c, layer, storage[i], block));
+        var fc2 = w.ExpertStack($"model.layers.{layer}.moe.fc2", m.NumExperts, keep, h, inter, (i, block) => ExpertFc2(w, c, layer, storage[i], block));
 
         string input = x;
         bool normalize = m.NormTopKProb;

@@ -22,7 +22,7 @@ public sealed record ExportResult(string Directory, PackageManifest Manifest, lo
 /// </summary>
 public static class PackageExporter
 {
-    public const string FullProfile = "full";
+    public const string FullProfile = ExpertPlan.FullProfile;
     public const string WeightsFile = "weights.bin";
     public const string QuantReportFile = "quantization_report.json";
     private static readonly string[] TokenizerFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
@@ -55,27 +55,42 @@ public static class PackageExporter
         try
         {
             using var checkpoint = Checkpoint.Open(modelDirectory);
+            var plan = ExpertPlan.Create(config, options.Profiles, DecoderGraph.UsesFusedMoe(config, options));
             var files = new Dictionary<string, FileEntry>(StringComparer.Ordinal);
-            var graph = new GraphBuilder("behemoth_decoder");
+            var profileInfos = new Dictionary<string, ProfileInfo>(StringComparer.Ordinal);
+            var inventory = MoeLayers(config).Select(l => new LayerExperts(l, plan.StorageOrder(l))).ToArray();
             long weightBytes;
+            int nodes = 0;
             IReadOnlyList<TensorQuantError> quantErrors;
             using (var weights = new WeightFile(Path.Combine(staging, WeightsFile), WeightsFile))
             {
-                var source = new WeightSource(checkpoint, weights, graph, options);
-                DecoderGraph.Build(graph, config, source, options, new SyncProgress(l =>
+                var source = new WeightSource(checkpoint, weights, new GraphBuilder("behemoth_decoder"), options);
+                foreach (var profile in plan.Profiles)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    progress?.Report($"layer {l + 1}/{config.NumLayers}: {weights.Length / 1e6:F1} MB of weights written");
-                }));
+                    // The full graph writes every tensor; a further profile's graph references the bytes already written.
+                    var graph = new GraphBuilder("behemoth_decoder");
+                    source.Graph = graph;
+                    DecoderGraph.Build(graph, config, source, options, plan, profile.Name, new SyncProgress(l =>
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        progress?.Report(profile.Name == FullProfile
+                            ? $"layer {l + 1}/{config.NumLayers}: {weights.Length / 1e6:F1} MB of weights written"
+                            : $"profile {profile.Name}: layer {l + 1}/{config.NumLayers}");
+                    }));
+                    string graphFile = profile.Name + ".onnx";
+                    var metadata = new Dictionary<string, string> { ["behemoth.architecture"] = config.Architecture, ["behemoth.profile"] = profile.Name };
+                    files[graphFile] = WriteFile(staging, graphFile, graph.ToModelBytes(metadata, $"{config.Architecture} decoder exported by Behemoth, profile {profile.Name}"));
+                    var kept = MoeLayers(config).Select(l => new LayerExperts(l, plan.Kept(profile.Name, l))).ToArray();
+                    profileInfos[profile.Name] = new ProfileInfo(graphFile, profile.Description, kept, [WeightsFile]) { WeightBytes = source.GraphWeightBytes };
+                    nodes = Math.Max(nodes, graph.NodeCount);
+                }
                 quantErrors = source.QuantErrors;
                 files[WeightsFile] = new FileEntry(weights.Length, weights.Complete());
                 weightBytes = weights.Length;
             }
 
-            string graphFile = FullProfile + ".onnx";
-            var metadata = new Dictionary<string, string> { ["behemoth.architecture"] = config.Architecture, ["behemoth.profile"] = FullProfile };
-            files[graphFile] = WriteFile(staging, graphFile, graph.ToModelBytes(metadata, $"{config.Architecture} decoder exported by Behemoth"));
-            files["genai_config.json"] = WriteFile(staging, "genai_config.json", GenAiConfig.Create(config, graphFile, options));
+            // onnxruntime-genai reads one graph per directory: the full profile's.
+            files["genai_config.json"] = WriteFile(staging, "genai_config.json", GenAiConfig.Create(config, FullProfile + ".onnx", options));
 
             if (quantErrors.Count > 0)
                 files[QuantReportFile] = WriteFile(staging, QuantReportFile, JsonSerializer.SerializeToUtf8Bytes(
@@ -93,7 +108,6 @@ public static class PackageExporter
                 if (name != "generation_config.json") tokenizerFiles.Add(name);
             }
 
-            var inventory = MoeLayers(config).Select(l => new LayerExperts(l, Enumerable.Range(0, config.Moe.NumExperts).ToArray())).ToArray();
             var manifest = new PackageManifest
             {
                 Architecture = config.Architecture,
@@ -107,16 +121,13 @@ public static class PackageExporter
                 Tokenizer = tokenizerFiles.Count == 0 ? null
                     : new TokenizerInfo(tokenizerFiles.Contains("tokenizer.model") ? "sentencepiece" : "huggingface-json", tokenizerFiles),
                 Experts = inventory,
-                Profiles = new Dictionary<string, ProfileInfo>
-                {
-                    [FullProfile] = new(graphFile, "every expert of the checkpoint", inventory, [WeightsFile]),
-                },
+                Profiles = profileInfos,
                 Files = files,
             };
             File.WriteAllBytes(Path.Combine(staging, PackageManifest.FileName), JsonSerializer.SerializeToUtf8Bytes(manifest, PackageReader.Json));
 
             Replace(staging, destination);
-            return new ExportResult(destination, manifest, weightBytes, graph.NodeCount, started.Elapsed, quantErrors);
+            return new ExportResult(destination, manifest, weightBytes, nodes, started.Elapsed, quantErrors);
         }
         catch
         {

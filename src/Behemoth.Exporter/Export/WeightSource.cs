@@ -12,14 +12,29 @@ public sealed record TensorQuantError(string Name, string Format, long Elements,
 /// Reads checkpoint tensors as float32 and appends them to the package's weight file in the precision and layout an
 /// ONNX node wants, emitting that node. One tensor (or one expert) is in memory at a time: this is what keeps the
 /// export's memory bounded.
+/// Every tensor is written once, under its name: the graphs of further device profiles (see <see cref="Graph"/>)
+/// reference the bytes already written, which is how profiles share weights. Weights are therefore passed lazily
+/// (a function that reads them), so a tensor that is already stored is not read again.
 /// </summary>
 internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, GraphBuilder graph, ExportOptions options)
 {
     private readonly List<TensorQuantError> _errors = [];
+    private readonly Dictionary<string, WeightRegion> _stored = new(StringComparer.Ordinal);
+    private GraphBuilder _graph = graph;
 
     public ExportOptions Options => options;
 
     public IReadOnlyList<TensorQuantError> QuantErrors => _errors;
+
+    /// <summary>The graph that nodes and initializer references go to; switched to build the next profile's graph.</summary>
+    public GraphBuilder Graph
+    {
+        get => _graph;
+        set => (_graph, GraphWeightBytes) = (value, 0);
+    }
+
+    /// <summary>Bytes of the weight file that <see cref="Graph"/> references (what a runtime loading it reads).</summary>
+    public long GraphWeightBytes { get; private set; }
 
     public float[] Read(string name, params long[] shape) => checkpoint.Get(name).Expect(shape).ReadFloat32();
 
@@ -27,18 +42,21 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
     public CheckpointTensor Tensor(string name, long[] shape) => checkpoint.Get(name).Expect(shape);
 
     /// <summary>A float32 initializer with the checkpoint tensor's own shape (norms, routers, biases: never quantized).</summary>
-    public string Float(string name, params long[] shape) => Add(name, shape, Read(name, shape));
+    public string Float(string name, params long[] shape) => Add(name, shape, () => Read(name, shape));
 
-    public string Add(string onnxName, long[] shape, ReadOnlySpan<float> data) =>
-        graph.External(onnxName, ElementType.Float, shape, file.Append(MemoryMarshal.AsBytes(data)));
+    public string Add(string onnxName, long[] shape, Func<float[]> data)
+    {
+        if (!_stored.ContainsKey(onnxName)) Store(onnxName, file.Append(MemoryMarshal.AsBytes(data().AsSpan())));
+        return Reference(onnxName, ElementType.Float, shape);
+    }
 
     /// <summary>
     /// y = x · Wᵀ for an nn.Linear weight [outDim, inDim] read from the checkpoint, in the export's precision:
     /// Gemm (fp32), Cast + Gemm (fp16 storage) or MatMulNBits (int8, int4).
     /// </summary>
-    public string Linear(string x, string name, int outDim, int inDim) => Linear(x, name, Read(name, outDim, inDim), outDim, inDim);
+    public string Linear(string x, string name, int outDim, int inDim) => Linear(x, name, () => Read(name, outDim, inDim), outDim, inDim);
 
-    public string Linear(string x, string onnxName, float[] weight, int outDim, int inDim)
+    public string Linear(string x, string onnxName, Func<float[]> weight, int outDim, int inDim)
     {
         switch (options.Quant)
         {
@@ -46,36 +64,68 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
             {
                 int bits = options.Bits, bs = options.BlockSize;
                 int blocks = BlockQuantizer.BlocksPerRow(inDim, bs), blockBytes = BlockQuantizer.BytesPerBlock(bits, bs);
-                var packed = new byte[(long)outDim * blocks * blockBytes];
-                var scales = new float[outDim * blocks];
-                Record(onnxName, BlockQuantizer.Quantize(weight, outDim, inDim, bits, bs, packed, scales));
-                string b = graph.External(onnxName + ".q", ElementType.UInt8, [outDim, blocks, blockBytes], file.Append(packed));
-                string s = graph.External(onnxName + ".scales", ElementType.Float, [outDim * blocks], file.Append(MemoryMarshal.AsBytes(scales.AsSpan())));
-                return graph.Op("MatMulNBits", [x, b, s], DecoderGraph.Attr(("K", inDim), ("N", outDim), ("bits", bits), ("block_size", bs)),
+                if (!_stored.ContainsKey(onnxName + ".q"))
+                {
+                    var packed = new byte[(long)outDim * blocks * blockBytes];
+                    var scales = new float[outDim * blocks];
+                    Record(onnxName, BlockQuantizer.Quantize(weight(), outDim, inDim, bits, bs, packed, scales));
+                    Store(onnxName + ".q", file.Append(packed));
+                    Store(onnxName + ".scales", file.Append(MemoryMarshal.AsBytes(scales.AsSpan())));
+                }
+                string b = Reference(onnxName + ".q", ElementType.UInt8, [outDim, blocks, blockBytes]);
+                string s = Reference(onnxName + ".scales", ElementType.Float, [outDim * blocks]);
+                return _graph.Op("MatMulNBits", [x, b, s], DecoderGraph.Attr(("K", inDim), ("N", outDim), ("bits", bits), ("block_size", bs)),
                     domain: GraphBuilder.MicrosoftDomain);
             }
             case QuantKind.Fp16:
             {
-                var half = ToHalf(onnxName, weight);
-                string w16 = graph.External(onnxName, ElementType.Float16, [outDim, inDim], file.Append(MemoryMarshal.AsBytes(half.AsSpan())));
-                return Gemm(x, graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))));
+                if (!_stored.ContainsKey(onnxName))
+                    Store(onnxName, file.Append(MemoryMarshal.AsBytes(ToHalf(onnxName, weight()).AsSpan())));
+                string w16 = Reference(onnxName, ElementType.Float16, [outDim, inDim]);
+                return Gemm(x, _graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))));
             }
             default:
-                if (options.SimulateQuantization) SimulateInPlace(onnxName, weight, outDim, inDim);
-                return Gemm(x, Add(onnxName, [outDim, inDim], weight));
+                return Gemm(x, Add(onnxName, [outDim, inDim], () =>
+                {
+                    float[] w = weight();
+                    if (options.SimulateQuantization) SimulateInPlace(onnxName, w, outDim, inDim);
+                    return w;
+                }));
         }
     }
 
     /// <summary>
-    /// A stack of per-expert matrices [count, rows, cols] for the fused MoE kernels, written one expert at a time.
-    /// Returns the weight input and, for int8/int4, the scales input [count, rows, blocks] of QMoE.
+    /// A stack of per-expert matrices [count, rows, cols] for the fused MoE kernels, written one expert at a time in
+    /// storage order (<paramref name="fill"/> gets the index in that order). The graph gets its first
+    /// <paramref name="keep"/> experts: a profile that keeps a prefix of the stack references a prefix of the same bytes.
+    /// Returns the weight input and, for int8/int4, the scales input [keep, rows, blocks] of QMoE.
     /// </summary>
-    public (string Weights, string? Scales) ExpertStack(string onnxName, int count, int rows, int cols, Action<int, Span<float>> fill)
+    public (string Weights, string? Scales) ExpertStack(string onnxName, int count, int keep, int rows, int cols, Action<int, Span<float>> fill)
     {
-        var buffer = new float[(long)rows * cols];
         bool quantized = options.Bits > 0 && !options.SimulateQuantization;
         int bits = options.Bits, bs = options.BlockSize;
         int blocks = quantized ? BlockQuantizer.BlocksPerRow(cols, bs) : 0, blockBytes = quantized ? BlockQuantizer.BytesPerBlock(bits, bs) : 0;
+        if (!_stored.ContainsKey(onnxName)) WriteStack(onnxName, count, rows, cols, fill, quantized, blocks, blockBytes);
+        string name = keep == count ? onnxName : $"{onnxName}.first{keep}";
+        WeightRegion Prefix(string stored) => _stored[stored] with { Length = _stored[stored].Length / count * keep };
+        if (quantized)
+        {
+            string w = Reference(name, ElementType.UInt8, [keep, rows, blocks * blockBytes], Prefix(onnxName));
+            string s = Reference(name + ".scales", ElementType.Float, [keep, rows, blocks], Prefix(onnxName + ".scales"));
+            return (w, s);
+        }
+        if (options.Quant == QuantKind.Fp16)
+        {
+            string w16 = Reference(name, ElementType.Float16, [keep, rows, cols], Prefix(onnxName));
+            return (_graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))), null);
+        }
+        return (Reference(name, ElementType.Float, [keep, rows, cols], Prefix(onnxName)), null);
+    }
+
+    private void WriteStack(string onnxName, int count, int rows, int cols, Action<int, Span<float>> fill, bool quantized, int blocks, int blockBytes)
+    {
+        var buffer = new float[(long)rows * cols];
+        int bits = options.Bits, bs = options.BlockSize;
         var packed = quantized ? new byte[(long)rows * blocks * blockBytes] : [];
         var scales = quantized ? new float[rows * blocks] : [];
         var allScales = quantized ? new float[(long)count * rows * blocks] : [];
@@ -102,31 +152,30 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
             var region = e == 0 ? file.Append(bytes) : file.AppendContiguous(bytes);
             first ??= region;
         }
-        var whole = first!.Value with { Length = first.Value.Length * count };
         if (error.Count > 0) Record(onnxName, error);
-        if (quantized)
-        {
-            string w = graph.External(onnxName, ElementType.UInt8, [count, rows, blocks * blockBytes], whole);
-            string s = graph.External(onnxName + ".scales", ElementType.Float, [count, rows, blocks], file.Append(MemoryMarshal.AsBytes(allScales.AsSpan())));
-            return (w, s);
-        }
-        if (options.Quant == QuantKind.Fp16)
-        {
-            string w16 = graph.External(onnxName, ElementType.Float16, [count, rows, cols], whole);
-            return (graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))), null);
-        }
-        return (graph.External(onnxName, ElementType.Float, [count, rows, cols], whole), null);
+        Store(onnxName, first!.Value with { Length = first.Value.Length * count });
+        if (quantized) Store(onnxName + ".scales", file.Append(MemoryMarshal.AsBytes(allScales.AsSpan())));
+    }
+
+    private void Store(string name, WeightRegion region) => _stored.Add(name, region);
+
+    /// <summary>Adds an initializer for stored bytes to the current graph.</summary>
+    private string Reference(string name, ElementType type, long[] dims, WeightRegion? region = null)
+    {
+        var r = region ?? _stored[name];
+        GraphWeightBytes += r.Length;
+        return _graph.External(name, type, dims, r);
     }
 
     /// <summary>A float16-stored table widened to float32 at load (embeddings of quantized packages).</summary>
-    public string Half(string onnxName, long[] shape, float[] data)
+    public string Half(string onnxName, long[] shape, Func<float[]> data)
     {
-        var half = ToHalf(onnxName, data);
-        string w16 = graph.External(onnxName, ElementType.Float16, shape, file.Append(MemoryMarshal.AsBytes(half.AsSpan())));
-        return graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float)));
+        if (!_stored.ContainsKey(onnxName)) Store(onnxName, file.Append(MemoryMarshal.AsBytes(ToHalf(onnxName, data()).AsSpan())));
+        string w16 = Reference(onnxName, ElementType.Float16, shape);
+        return _graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float)));
     }
 
-    private string Gemm(string x, string weight) => graph.Op("Gemm", [x, weight], DecoderGraph.Attr(("transB", 1)));
+    private string Gemm(string x, string weight) => _graph.Op("Gemm", [x, weight], DecoderGraph.Attr(("transB", 1)));
 
     private Half[] ToHalf(string? name, ReadOnlySpan<float> weight, QuantError? into = null)
     {

@@ -1,0 +1,93 @@
+using System.Text.RegularExpressions;
+using Behemoth.Formats.Errors;
+using Behemoth.Formats.Config;
+
+namespace Behemoth.Exporter.Export;
+
+/// <summary>
+/// Where each routed expert is stored and which experts each profile's graph uses, per MoE layer.
+/// Fused form: a layer's experts are one stack [experts, …] (one tensor, as the MoE kernel wants), so a profile can
+/// only share the stack's bytes by using a prefix of it. The stack is ordered so that every profile's experts are a
+/// prefix, which works when the profiles' expert sets are nested (each contains the smaller ones), as profiles cut
+/// from one ranking with different budgets are. Decomposed form: every expert is its own tensors, so any sets share.
+/// </summary>
+internal sealed partial class ExpertPlan
+{
+    public const string FullProfile = "full";
+    private readonly Dictionary<int, int[]> _storage = new();
+    private readonly Dictionary<(string Profile, int Layer), int[]> _kept = new();
+
+    /// <summary>The profiles in the order their graphs are written: full first.</summary>
+    public IReadOnlyList<ProfileSpec> Profiles { get; }
+
+    private ExpertPlan(IReadOnlyList<ProfileSpec> profiles) => Profiles = profiles;
+
+    /// <summary>Per MoE layer, the original expert ids in the order they are stored.</summary>
+    public int[] StorageOrder(int layer) => _storage[layer];
+
+    /// <summary>The original ids of the experts <paramref name="profile"/> keeps in <paramref name="layer"/>, in graph order
+    /// (the router's output index i is expert Kept[i]; in the fused form a prefix of <see cref="StorageOrder"/>).</summary>
+    public int[] Kept(string profile, int layer) => _kept[(profile, layer)];
+
+    public static ExpertPlan Create(DecoderConfig c, IReadOnlyList<ProfileSpec> extra, bool fused)
+    {
+        var moeLayers = c.Layers.Where(l => l.FeedForward == FeedForwardKind.Moe).Select(l => l.Index).ToArray();
+        int experts = c.Moe.NumExperts;
+        var full = new ProfileSpec(FullProfile, "every expert of the checkpoint",
+            moeLayers.ToDictionary(l => l, _ => Enumerable.Range(0, experts).ToArray()));
+        var profiles = new List<ProfileSpec> { full };
+        foreach (var p in extra)
+        {
+            if (!ProfileName().IsMatch(p.Name))
+                throw new BehemothException($"profile name '{p.Name}' is not valid: use lower-case letters, digits, '-' and '_' (it names the profile's graph file)");
+            if (profiles.Any(q => q.Name == p.Name))
+                throw new BehemothException($"profile '{p.Name}' is given twice{(p.Name == FullProfile ? " ('full', every expert, is always written)" : "")}");
+            foreach (var (layer, ids) in p.Experts)
+            {
+                if (!moeLayers.Contains(layer))
+                    throw new BehemothException($"profile '{p.Name}': layer {layer} is not an MoE layer of this model (MoE layers: {string.Join(", ", moeLayers)})");
+                if (ids.Length < c.Moe.TopK)
+                    throw new BehemothException($"profile '{p.Name}', layer {layer}: keeps {ids.Length} experts, fewer than the {c.Moe.TopK} each token is routed to");
+                if (ids.Distinct().Count() != ids.Length || ids.Any(e => e < 0 || e >= experts))
+                    throw new BehemothException($"profile '{p.Name}', layer {layer}: expert ids must be distinct and in [0, {experts}); got {string.Join(", ", ids)}");
+            }
+            profiles.Add(p with { Experts = moeLayers.ToDictionary(l => l, l => p.Experts.TryGetValue(l, out var ids) ? ids : Enumerable.Range(0, experts).ToArray()) });
+        }
+
+        var plan = new ExpertPlan(profiles);
+        foreach (int layer in moeLayers)
+        {
+            if (!fused)
+            {
+                plan._storage[layer] = Enumerable.Range(0, experts).ToArray();
+                foreach (var p in profiles) plan._kept[(p.Name, layer)] = p.Experts[layer].Order().ToArray();
+                continue;
+            }
+            // Smallest set first; each must contain the one before. The stack lists the smallest set's experts, then
+            // what the next set adds, and so on, so every profile's experts are a prefix.
+            var bySize = profiles.OrderBy(p => p.Experts[layer].Length).ToArray();
+            var order = new List<int>();
+            ProfileSpec? previous = null;
+            foreach (var p in bySize)
+            {
+                var set = p.Experts[layer];
+                if (previous is not null && !previous.Experts[layer].All(set.Contains))
+                    throw new BehemothException($"layer {layer}: profiles '{previous.Name}' and '{p.Name}' keep expert sets that are not nested "
+                        + $"([{string.Join(", ", previous.Experts[layer].Order())}] and [{string.Join(", ", set.Order())}]). The fused MoE form stores a "
+                        + "layer's experts as one stack and a profile shares a prefix of it; export with --moe decomposed to share any sets");
+                order.AddRange(set.Where(e => !order.Contains(e)).Order());
+                previous = p;
+            }
+            plan._storage[layer] = order.ToArray();
+            foreach (var p in profiles) plan._kept[(p.Name, layer)] = order.Take(p.Experts[layer].Length).ToArray();
+        }
+        return plan;
+    }
+
+    /// <summary>A short stable name for a list of expert ids (names a profile's router rows).</summary>
+    public static string Key(int[] experts) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(string.Join(",", experts))))[..12];
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9_-]*$")]
+    private static partial Regex ProfileName();
+}
