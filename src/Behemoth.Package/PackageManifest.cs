@@ -22,6 +22,9 @@ public sealed record PackageManifest
     [JsonPropertyName("moe_form")] public required string MoeForm { get; init; }
     [JsonPropertyName("model")] public required ModelShape Model { get; init; }
     [JsonPropertyName("tokenizer")] public TokenizerInfo? Tokenizer { get; init; }
+    /// <summary>Per decoder layer, how the graph attends and so what its KV cache must keep (absent in older packages:
+    /// then every layer keeps every key and appends).</summary>
+    [JsonPropertyName("kv_cache")] public IReadOnlyList<LayerKvCache>? KvCache { get; init; }
     /// <summary>Per decoder layer: the original ids of the routed experts the package stores (empty for dense layers).</summary>
     [JsonPropertyName("experts")] public required IReadOnlyList<LayerExperts> Experts { get; init; }
     [JsonPropertyName("profiles")] public required IReadOnlyDictionary<string, ProfileInfo> Profiles { get; init; }
@@ -48,6 +51,17 @@ public sealed record ModelShape(
 public sealed record TokenizerInfo(
     [property: JsonPropertyName("kind")] string Kind,
     [property: JsonPropertyName("files")] IReadOnlyList<string> Files);
+
+/// <summary>One layer's attention as the KV cache sees it.</summary>
+/// <param name="Attention">"full", "sliding" (the last <paramref name="Window"/> positions) or "chunked" (positions in the
+/// query's <paramref name="Window"/>-sized chunk): a sliding or chunked layer's cache may drop keys no later query sees.</param>
+/// <param name="SharedBuffer">The layer runs on GroupQueryAttention, which appends new keys in place when its past and
+/// present are one buffer of fixed capacity.</param>
+public sealed record LayerKvCache(
+    [property: JsonPropertyName("layer")] int Layer,
+    [property: JsonPropertyName("attention")] string Attention,
+    [property: JsonPropertyName("window")] int? Window,
+    [property: JsonPropertyName("shared_buffer")] bool SharedBuffer);
 
 public sealed record LayerExperts(
     [property: JsonPropertyName("layer")] int Layer,

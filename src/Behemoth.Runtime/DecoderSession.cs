@@ -11,7 +11,6 @@ namespace Behemoth.Runtime;
 public sealed class DecoderSession : IDisposable
 {
     private readonly InferenceSession _session;
-    private readonly string[] _outputNames;
 
     private DecoderSession(string directory, PackageManifest manifest, string profile, InferenceSession session)
     {
@@ -19,9 +18,6 @@ public sealed class DecoderSession : IDisposable
         Manifest = manifest;
         Profile = profile;
         _session = session;
-        var m = manifest.Model;
-        _outputNames = new[] { "logits" }
-            .Concat(Enumerable.Range(0, m.NumLayers).SelectMany(l => new[] { $"present.{l}.key", $"present.{l}.value" })).ToArray();
     }
 
     public string Directory { get; }
@@ -55,8 +51,10 @@ public sealed class DecoderSession : IDisposable
         return new DecoderSession(packageDirectory, manifest, profile, session) { Provider = chosen };
     }
 
-    /// <summary>An empty KV cache for one sequence.</summary>
-    public KvCache NewCache() => new(Shape.NumLayers, Shape.NumKvHeads, Shape.HeadDim);
+    /// <summary>An empty KV cache for one sequence (dispose it when the sequence is done).</summary>
+    /// <param name="capacity">Positions to preallocate for layers that append in place (it grows past that, doubling);
+    /// the generator passes prompt + new tokens. Default: 256.</param>
+    public KvCache NewCache(int capacity = 256) => new(Shape, Manifest.KvCache, capacity);
 
     /// <summary>
     /// Runs <paramref name="tokens"/> (the next tokens of the sequence) and returns their logits, [tokens, vocab]
@@ -79,35 +77,45 @@ public sealed class DecoderSession : IDisposable
         var mask = new long[total];
         Array.Fill(mask, 1L);
 
-        var names = new List<string> { "input_ids", "attention_mask", "position_ids" };
-        var values = new List<OrtValue>
-        {
-            OrtValue.CreateTensorValueFromMemory(ids, [1, seq]),
-            OrtValue.CreateTensorValueFromMemory(mask, [1, total]),
-            OrtValue.CreateTensorValueFromMemory(positions, [1, seq]),
-        };
+        // IOBinding: the cache binds its own buffers (in place for GroupQueryAttention layers) and takes the presents
+        // ONNX Runtime allocates for the others, so no key or value is copied through managed arrays here.
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [1, seq]);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [1, total]);
+        using var positionsValue = OrtValue.CreateTensorValueFromMemory(positions, [1, seq]);
+        using var binding = _session.CreateIoBinding();
+        binding.BindInput("input_ids", idsValue);
+        binding.BindInput("attention_mask", maskValue);
+        binding.BindInput("position_ids", positionsValue);
+        binding.BindOutputToDevice("logits", OrtMemoryInfo.DefaultInstance);
+        for (int l = 0; l < Shape.NumLayers; l++) cache.Bind(binding, l, total);
+
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        _session.RunWithBinding(runOptions, binding);
+        cancellationToken.ThrowIfCancellationRequested();
+
+        string[] names = binding.GetOutputNames();
+        var outputs = binding.GetOutputValues();
+        var taken = new bool[outputs.Count];
         try
         {
+            int Index(string name) => Array.IndexOf(names, name);
+            int logitsIndex = Index("logits");
+            float[] logits = outputs[logitsIndex].GetTensorDataAsSpan<float>().ToArray();
             for (int l = 0; l < Shape.NumLayers; l++)
             {
-                names.Add($"past_key_values.{l}.key");
-                values.Add(cache.Value(l, key: true));
-                names.Add($"past_key_values.{l}.value");
-                values.Add(cache.Value(l, key: false));
+                int k = Index($"present.{l}.key"), v = Index($"present.{l}.value");
+                if (cache.IsShared(l)) continue;        // written in place
+                cache.Accept(l, outputs[k], outputs[v], total);
+                taken[k] = taken[v] = true;
             }
-            using var runOptions = new RunOptions();
-            using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-            using var outputs = _session.Run(runOptions, names, values, _outputNames);
-            cancellationToken.ThrowIfCancellationRequested();
-            float[] logits = outputs[0].GetTensorDataAsSpan<float>().ToArray();
-            for (int l = 0; l < Shape.NumLayers; l++)
-                cache.Update(l, outputs[1 + 2 * l].GetTensorDataAsSpan<float>(), outputs[2 + 2 * l].GetTensorDataAsSpan<float>(), total);
             cache.Length = total;
             return logits;
         }
         finally
         {
-            foreach (var v in values) v.Dispose();
+            for (int i = 0; i < outputs.Count; i++)
+                if (!taken[i]) outputs[i].Dispose();
         }
     }
 

@@ -1,33 +1,172 @@
+using Behemoth.Package;
 using Microsoft.ML.OnnxRuntime;
 
 namespace Behemoth.Runtime;
 
-/// <summary>The keys and values of the positions seen so far, per layer, as [1, kv_heads, length, head_dim].</summary>
-public sealed class KvCache
+/// <summary>
+/// The keys and values of one sequence, per layer, kept between <see cref="DecoderSession.Forward"/> calls without
+/// copying the whole cache on every token:
+/// <list type="bullet">
+/// <item>layers on GroupQueryAttention (the package's <c>kv_cache</c> says <c>shared_buffer</c>) own one preallocated
+/// buffer [1, kv_heads, capacity, head_dim] bound as both past and present, so the kernel appends in place; the
+/// buffer doubles (one copy) when a sequence outgrows it.</item>
+/// <item>other layers get their present keys from ONNX Runtime as a new tensor that becomes the next past as is
+/// (the graph's Concat writes it; no copy here).</item>
+/// <item>sliding-window and chunked layers then drop the keys no later query can see, so they hold at most one
+/// window or chunk: a stream of any length has bounded memory there. Dropping copies the kept tail once, when a
+/// chunk boundary is crossed (every step for a sliding window that is full).</item>
+/// </list>
+/// </summary>
+public sealed class KvCache : IDisposable
 {
-    private readonly float[][] _keys, _values;
-    private readonly int _kvHeads, _headDim;
+    private readonly LayerCache[] _layers;
+    private readonly int _kvHeads, _headDim, _maxCapacity;
+    private bool _disposed;
 
-    internal KvCache(int layers, int kvHeads, int headDim)
+    internal KvCache(ModelShape shape, IReadOnlyList<LayerKvCache>? layout, int capacity)
     {
-        _kvHeads = kvHeads;
-        _headDim = headDim;
-        _keys = Enumerable.Range(0, layers).Select(_ => Array.Empty<float>()).ToArray();
-        _values = Enumerable.Range(0, layers).Select(_ => Array.Empty<float>()).ToArray();
+        _kvHeads = shape.NumKvHeads;
+        _headDim = shape.HeadDim;
+        _maxCapacity = shape.ContextLength;
+        int initial = Math.Clamp(capacity, 1, _maxCapacity);
+        _layers = new LayerCache[shape.NumLayers];
+        for (int l = 0; l < shape.NumLayers; l++)
+        {
+            var info = layout?.FirstOrDefault(x => x.Layer == l);
+            _layers[l] = new LayerCache(info?.Attention ?? "full", info?.Window ?? 0, info?.SharedBuffer ?? false);
+            if (_layers[l].Shared) _layers[l].Allocate(_kvHeads, initial, _headDim);
+            else _layers[l].SetPast(Empty(), Empty(), 0);
+        }
     }
 
-    /// <summary>Positions held.</summary>
+    /// <summary>Positions of the sequence seen so far.</summary>
     public int Length { get; internal set; }
 
-    internal OrtValue Value(int layer, bool key) =>
-        OrtValue.CreateTensorValueFromMemory(key ? _keys[layer] : _values[layer], [1, _kvHeads, Length, _headDim]);
+    /// <summary>Bytes of keys and values held now, all layers.</summary>
+    public long Bytes => _layers.Sum(l => l.Bytes);
 
-    internal void Update(int layer, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int length)
+    /// <summary>Bytes copied inside the cache so far (buffer growth and dropping keys out of a window or chunk).</summary>
+    public long BytesCopied { get; private set; }
+
+    /// <summary>Positions layer <paramref name="layer"/> holds keys for (for sliding and chunked layers, at most one window or chunk).</summary>
+    public int LayerLength(int layer) => _layers[layer].Shared ? Length : _layers[layer].PastLength;
+
+    internal bool IsShared(int layer) => _layers[layer].Shared;
+
+    internal void Bind(OrtIoBinding binding, int layer, int newTotal)
     {
-        long expected = (long)_kvHeads * length * _headDim;
-        if (keys.Length != expected || values.Length != expected)
-            throw new InvalidOperationException($"layer {layer}: the graph returned {keys.Length} cached key floats, expected {expected}");
-        _keys[layer] = keys.ToArray();
-        _values[layer] = values.ToArray();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var c = _layers[layer];
+        if (c.Shared)
+        {
+            if (newTotal > c.Capacity) BytesCopied += c.Grow(_kvHeads, Math.Min(_maxCapacity, Math.Max(newTotal, 2 * c.Capacity)), _headDim, Length);
+            binding.BindInput($"past_key_values.{layer}.key", c.Key!);
+            binding.BindInput($"past_key_values.{layer}.value", c.Value!);
+            binding.BindOutput($"present.{layer}.key", c.Key!);
+            binding.BindOutput($"present.{layer}.value", c.Value!);
+            return;
+        }
+        binding.BindInput($"past_key_values.{layer}.key", c.Key!);
+        binding.BindInput($"past_key_values.{layer}.value", c.Value!);
+        binding.BindOutputToDevice($"present.{layer}.key", OrtMemoryInfo.DefaultInstance);
+        binding.BindOutputToDevice($"present.{layer}.value", OrtMemoryInfo.DefaultInstance);
+    }
+
+    /// <summary>Takes the presents ONNX Runtime allocated for an appending layer (ownership passes to the cache).</summary>
+    internal void Accept(int layer, OrtValue presentKey, OrtValue presentValue, int newTotal)
+    {
+        var c = _layers[layer];
+        int held = (int)presentKey.GetTensorTypeAndShape().Shape[2];
+        int keep = c.Keep(newTotal);
+        if (keep >= held)
+        {
+            c.SetPast(presentKey, presentValue, held);
+            return;
+        }
+        // Drop the keys no later query can see: keep the last `keep` positions of each head.
+        var (k, v) = (Tail(presentKey, held, keep), Tail(presentValue, held, keep));
+        presentKey.Dispose();
+        presentValue.Dispose();
+        BytesCopied += 2L * keep * _kvHeads * _headDim * sizeof(float);
+        c.SetPast(k, v, keep);
+    }
+
+    private OrtValue Tail(OrtValue present, int held, int keep)
+    {
+        var source = present.GetTensorDataAsSpan<float>();
+        var tail = new float[_kvHeads * keep * _headDim];
+        for (int h = 0; h < _kvHeads; h++)
+            source.Slice((h * held + held - keep) * _headDim, keep * _headDim).CopyTo(tail.AsSpan(h * keep * _headDim));
+        return OrtValue.CreateTensorValueFromMemory(tail, [1, _kvHeads, keep, _headDim]);
+    }
+
+    private OrtValue Empty() => OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, _kvHeads, 0, _headDim]);
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var l in _layers) l.Dispose();
+    }
+
+    private sealed class LayerCache(string attention, int window, bool shared) : IDisposable
+    {
+        public bool Shared { get; } = shared;
+        public OrtValue? Key { get; private set; }
+        public OrtValue? Value { get; private set; }
+        public int Capacity { get; private set; }
+        public int PastLength { get; private set; }
+        private float[]? _key, _value;
+        private long _bytes;
+
+        public long Bytes => _bytes;
+
+        /// <summary>How many of the last positions a later query can still attend to once the sequence has <paramref name="total"/>.</summary>
+        public int Keep(int total) => attention switch
+        {
+            "chunked" when window > 0 => total % window,            // the next query starts or continues chunk total / window
+            "sliding" when window > 0 => Math.Min(total, window - 1),
+            _ => total,
+        };
+
+        public void Allocate(int kvHeads, int capacity, int headDim)
+        {
+            _key = new float[kvHeads * capacity * headDim];
+            _value = new float[kvHeads * capacity * headDim];
+            Replace(OrtValue.CreateTensorValueFromMemory(_key, [1, kvHeads, capacity, headDim]),
+                    OrtValue.CreateTensorValueFromMemory(_value, [1, kvHeads, capacity, headDim]));
+            Capacity = capacity;
+            _bytes = 2L * _key.Length * sizeof(float);
+        }
+
+        /// <summary>A bigger shared buffer holding the first <paramref name="length"/> positions of the old one; returns bytes copied.</summary>
+        public long Grow(int kvHeads, int capacity, int headDim, int length)
+        {
+            var (oldKey, oldValue, oldCapacity) = (_key!, _value!, Capacity);
+            Allocate(kvHeads, capacity, headDim);
+            for (int h = 0; h < kvHeads; h++)
+            {
+                oldKey.AsSpan(h * oldCapacity * headDim, length * headDim).CopyTo(_key.AsSpan(h * capacity * headDim));
+                oldValue.AsSpan(h * oldCapacity * headDim, length * headDim).CopyTo(_value.AsSpan(h * capacity * headDim));
+            }
+            return 2L * kvHeads * length * headDim * sizeof(float);
+        }
+
+        public void SetPast(OrtValue key, OrtValue value, int length)
+        {
+            Replace(key, value);
+            PastLength = length;
+            var dims = key.GetTensorTypeAndShape().Shape;
+            _bytes = 2L * dims.Aggregate(1L, (a, b) => a * b) * sizeof(float);
+        }
+
+        private void Replace(OrtValue key, OrtValue value)
+        {
+            Key?.Dispose();
+            Value?.Dispose();
+            (Key, Value) = (key, value);
+        }
+
+        public void Dispose() => Replace(null!, null!);
     }
 }

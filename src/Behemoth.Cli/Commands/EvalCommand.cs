@@ -40,7 +40,11 @@ internal static class EvalCommand
                 var session = DecoderSession.Open(dir, parse.GetValue(profile)!, ProviderOption.Parse(parse.GetValue(provider)));
                 (owner, vocab) = (session, session.Shape.VocabSize);
                 (bos, eos) = (session.Shape.BosTokenId ?? 1, session.Shape.EosTokenIds.FirstOrDefault(2));
-                forward = ids => session.Forward(ids, session.NewCache());
+                forward = ids =>
+                {
+                    using var cache = session.NewCache(ids.Length);
+                    return session.Forward(ids, cache);
+                };
             }
             else
             {

@@ -88,7 +88,7 @@ internal static class LogitsCommand
     {
         using var session = Behemoth.Runtime.DecoderSession.Open(packageDir, profile, provider);
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var cache = session.NewCache();
+        using var cache = session.NewCache(ids.Length);
         float[] logits;
         if (incremental)
         {

@@ -1,4 +1,5 @@
 using Behemoth.Exporter.Onnx;
+using Behemoth.Package;
 using Behemoth.Formats.Config;
 
 namespace Behemoth.Exporter.Export;
@@ -27,6 +28,8 @@ internal sealed class DecoderGraph
     public static string PastValue(int layer) => $"past_key_values.{layer}.value";
     public static string PresentKey(int layer) => $"present.{layer}.key";
     public static string PresentValue(int layer) => $"present.{layer}.value";
+    private static string PastLength(int layer) => $"past_sequence_length_{layer}";
+    private static string PresentLength(int layer) => $"present_sequence_length_{layer}";
 
     private const float MaskedScore = -1e30f;     // not -inf: a fully masked (padding) row stays finite
     private readonly GraphBuilder _g;
@@ -61,8 +64,10 @@ internal sealed class DecoderGraph
         _g.Input(PositionIds, ElementType.Int64, "batch_size", "sequence_length");
         for (int l = 0; l < _c.NumLayers; l++)
         {
-            _g.Input(PastKey(l), ElementType.Float, "batch_size", _c.NumKvHeads, "past_sequence_length", d);
-            _g.Input(PastValue(l), ElementType.Float, "batch_size", _c.NumKvHeads, "past_sequence_length", d);
+            // Per-layer length names: ONNX Runtime plans buffers assuming equal names mean equal sizes, and a layer's
+            // cache may be a window, a chunk or a preallocated buffer (see the manifest's kv_cache).
+            _g.Input(PastKey(l), ElementType.Float, "batch_size", _c.NumKvHeads, PastLength(l), d);
+            _g.Input(PastValue(l), ElementType.Float, "batch_size", _c.NumKvHeads, PastLength(l), d);
         }
         _g.Output(Logits, ElementType.Float, "batch_size", "sequence_length", _c.VocabSize);
 
@@ -176,13 +181,13 @@ internal sealed class DecoderGraph
             Attr(("axis", 2)), output: PresentKey(layer.Index));
         string presentV = _g.Op("Concat", [DecoderGraph.PastValue(layer.Index), _g.Op("Transpose", [v], Attr(("perm", toBhsd)))],
             Attr(("axis", 2)), output: PresentValue(layer.Index));
-        _g.Output(presentK, ElementType.Float, "batch_size", kvHeads, "total_sequence_length", d);
-        _g.Output(presentV, ElementType.Float, "batch_size", kvHeads, "total_sequence_length", d);
+        _g.Output(presentK, ElementType.Float, "batch_size", kvHeads, PresentLength(layer.Index), d);
+        _g.Output(presentV, ElementType.Float, "batch_size", kvHeads, PresentLength(layer.Index), d);
 
         string keys = RepeatKv(presentK), values = RepeatKv(presentV);
         string scores = _g.Op("MatMul", [q, _g.Op("Transpose", [keys], Attr(("perm", new[] { 0, 1, 3, 2 })))]);
         scores = _g.Op("Mul", [scores, _g.FloatScalar((float)(1.0 / Math.Sqrt(d)))]);
-        scores = _g.Op("Add", [scores, Mask(layer)]);
+        scores = _g.Op("Add", [scores, Mask(layer, presentK)]);
         string probs = _g.Op("Softmax", [scores], Attr(("axis", -1)));
         string context = _g.Op("MatMul", [probs, values]);                                   // [batch, heads, seq, d]
         context = _g.Op("Transpose", [context], Attr(("perm", toBhsd)));
@@ -196,8 +201,15 @@ internal sealed class DecoderGraph
     /// set with a head size it accepts), not for head sizes its CPU kernel refuses (a multiple of 8, of 16 with
     /// rotary); those layers, and the whole decomposed form, use standard ops.
     /// </summary>
-    private bool UsesGroupQueryAttention(LayerSpec layer) =>
-        _o.Moe == MoeForm.Fused && layer.Attention == AttentionKind.Full && _c.HeadDim % (layer.UseRope ? 16 : 8) == 0;
+    public static bool UsesGroupQueryAttention(DecoderConfig c, ExportOptions o, LayerSpec layer) =>
+        o.Moe == MoeForm.Fused && layer.Attention == AttentionKind.Full && c.HeadDim % (layer.UseRope ? 16 : 8) == 0;
+
+    private bool UsesGroupQueryAttention(LayerSpec layer) => UsesGroupQueryAttention(_c, _o, layer);
+
+    /// <summary>What each layer's KV cache must keep, for the manifest (the runtime sizes and trims its cache by it).</summary>
+    public static IReadOnlyList<LayerKvCache> KvCacheLayout(DecoderConfig c, ExportOptions o) =>
+        c.Layers.Select(l => new LayerKvCache(l.Index, l.Attention.ToString().ToLowerInvariant(),
+            l.Attention == AttentionKind.Full ? null : l.Window, UsesGroupQueryAttention(c, o, l))).ToArray();
 
     /// <summary>q [batch, seq, heads, d], k/v [batch, seq, kv_heads, d] → attention output [tokens, heads·d].</summary>
     private string GroupQueryAttention(LayerSpec layer, string q, string k, string v, bool rotary)
@@ -218,8 +230,8 @@ internal sealed class DecoderGraph
             ("do_rotary", rotary ? 1 : 0), ("rotary_interleaved", _c.RopeLayout == RopeLayout.Interleaved ? 1 : 0));
         var outputs = _g.OpMulti("GroupQueryAttention", [.. inputs], 3, attributes,
             [_g.Name("gqa"), PresentKey(layer.Index), PresentValue(layer.Index)], GraphBuilder.MicrosoftDomain);
-        _g.Output(outputs[1], ElementType.Float, "batch_size", _c.NumKvHeads, "total_sequence_length", _c.HeadDim);
-        _g.Output(outputs[2], ElementType.Float, "batch_size", _c.NumKvHeads, "total_sequence_length", _c.HeadDim);
+        _g.Output(outputs[1], ElementType.Float, "batch_size", _c.NumKvHeads, PresentLength(layer.Index), _c.HeadDim);
+        _g.Output(outputs[2], ElementType.Float, "batch_size", _c.NumKvHeads, PresentLength(layer.Index), _c.HeadDim);
         return _g.Op("Reshape", [outputs[0], _g.Int64Vector(-1, _c.NumHeads * _c.HeadDim)]);
     }
 
@@ -237,19 +249,32 @@ internal sealed class DecoderGraph
     }
 
     /// <summary>
-    /// The additive mask [batch, 1, seq, total] for one kind of attention, built once per kind from positions:
-    /// a key is visible when it is a real token (attention_mask), not in the future, and inside the window or chunk.
-    /// Key positions are cumsum(attention_mask) - 1, as onnxruntime-genai numbers them.
+    /// The additive mask [batch, 1, seq, keys] for one layer, built from positions: a key is visible when it is a real
+    /// token (attention_mask), not in the future, and inside the window or chunk. Key positions are
+    /// cumsum(attention_mask) - 1, as onnxruntime-genai numbers them. The layer's keys are the last ones of the
+    /// sequence: all of them for full attention; for sliding and chunked layers the runtime may keep only the keys a
+    /// later query can still see (at most one window or chunk), so the mask takes the last `keys` positions, where
+    /// keys is the length of the layer's present keys. Full-attention layers share one mask.
     /// </summary>
-    private string Mask(LayerSpec layer)
+    private string Mask(LayerSpec layer, string presentKeys)
     {
-        var key = (layer.Attention, layer.Attention == AttentionKind.Full ? 0 : layer.Window);
+        var key = (layer.Attention, layer.Attention == AttentionKind.Full ? -1 : layer.Index);
         if (_masks.TryGetValue(key, out var cached)) return cached;
         string one = _g.Int64Scalar(1);
         string keyPos = _g.Op("Sub", [_g.Op("CumSum", [AttentionMask, _g.Int64Scalar(1)]), one]);   // [batch, total]
+        string realKeys = AttentionMask;
+        if (layer.Attention != AttentionKind.Full)
+        {
+            // the last `keys` columns: Slice(starts = -keys, ends = max) along the sequence axis
+            string keys = _g.Op("Gather", [_g.Op("Shape", [presentKeys]), _g.Int64Vector(2)], Attr(("axis", 0)));
+            string starts = _g.Op("Neg", [keys]);
+            string ends = _g.Int64Vector(long.MaxValue), axes = _g.Int64Vector(1);
+            keyPos = _g.Op("Slice", [keyPos, starts, ends, axes]);
+            realKeys = _g.Op("Slice", [AttentionMask, starts, ends, axes]);
+        }
         string qp = _g.Op("Unsqueeze", [PositionIds, _g.Int64Vector(2)]);                            // [batch, seq, 1]
-        string kp = _g.Op("Unsqueeze", [keyPos, _g.Int64Vector(1)]);                                 // [batch, 1, total]
-        string real = _g.Op("Equal", [_g.Op("Unsqueeze", [AttentionMask, _g.Int64Vector(1)]), one]);
+        string kp = _g.Op("Unsqueeze", [keyPos, _g.Int64Vector(1)]);                                 // [batch, 1, keys]
+        string real = _g.Op("Equal", [_g.Op("Unsqueeze", [realKeys, _g.Int64Vector(1)]), one]);
         string visible = _g.Op("And", [_g.Op("LessOrEqual", [kp, qp]), real]);
         if (layer.Attention == AttentionKind.Sliding)
         {

@@ -120,6 +120,7 @@ public static class PackageExporter
                     Math.Min(config.MaxPositionEmbeddings, options.MaxContext), config.BosTokenId, config.EosTokenIds),
                 Tokenizer = tokenizerFiles.Count == 0 ? null
                     : new TokenizerInfo(tokenizerFiles.Contains("tokenizer.model") ? "sentencepiece" : "huggingface-json", tokenizerFiles),
+                KvCache = DecoderGraph.KvCacheLayout(config, options),
                 Experts = inventory,
                 Profiles = profileInfos,
                 Files = files,

@@ -17,7 +17,7 @@ public static class TokenGenerator
         var stop = new HashSet<int>(session.Shape.EosTokenIds.Concat(options.StopTokens));
         var sampler = new Sampler(options);
         var seen = new HashSet<int>(input);
-        var cache = session.NewCache();
+        using var cache = session.NewCache(input.Length + options.MaxNewTokens);
         int vocab = session.Shape.VocabSize;
 
         float[] logits = await Task.Run(() => session.Forward(input, cache, cancellationToken), cancellationToken).ConfigureAwait(false);
