@@ -9,4 +9,5 @@ root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(ExportCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return root.Parse(args).Invoke();

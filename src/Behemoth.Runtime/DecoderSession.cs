@@ -51,6 +51,19 @@ public sealed class DecoderSession : IDisposable
         return new DecoderSession(packageDirectory, manifest, profile, session) { Provider = chosen };
     }
 
+    /// <summary>
+    /// Opens the profile with the most weights that fits <paramref name="memoryBudgetBytes"/> together with the KV cache
+    /// of one <paramref name="contextTokens"/>-token sequence (see <see cref="ProfileSelection"/>); throws
+    /// <see cref="ProfileBudgetException"/>, listing each profile's needs, when none does.
+    /// </summary>
+    public static DecoderSession OpenWithinBudget(string packageDirectory, long memoryBudgetBytes, int contextTokens, ExecutionProvider provider = ExecutionProvider.Auto,
+        CancellationToken cancellationToken = default)
+    {
+        var manifest = PackageReader.ReadManifest(packageDirectory);
+        string profile = ProfileSelection.Largest(manifest, packageDirectory, memoryBudgetBytes, Math.Min(contextTokens, manifest.Model.ContextLength));
+        return Open(packageDirectory, profile, provider, cancellationToken);
+    }
+
     /// <summary>An empty KV cache for one sequence (dispose it when the sequence is done).</summary>
     /// <param name="capacity">Positions to preallocate for layers that append in place (it grows past that, doubling);
     /// the generator passes prompt + new tokens. Default: 256.</param>

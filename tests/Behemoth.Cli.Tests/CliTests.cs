@@ -186,4 +186,36 @@ public sealed class CliTests
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("power of two", r.Stderr);
     }
+
+    [Fact]
+    public void Bench_reports_speed_memory_and_bytes_read_as_json()
+    {
+        using var dir = new TempDirectory();
+        Assert.Equal(0, Run("export", TestPaths.Golden("qwen3_moe"), "--out", dir.File("pkg")).ExitCode);
+        var r = Run("bench", dir.File("pkg"), "--prompt-tokens", "8", "--decode-tokens", "4", "--runs", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal("full", json["profile"]!.GetValue<string>());
+        Assert.True(json["prefill_tokens_per_second"]!.GetValue<double>() > 0);
+        Assert.True(json["decode_tokens_per_second"]!.GetValue<double>() > 0);
+        Assert.True(json["time_to_first_token_seconds"]!.GetValue<double>() > 0);
+        long weights = json["profile_weight_bytes"]!.GetValue<long>();
+        Assert.InRange(json["bytes_read_during_load"]!.GetValue<long>(), weights, weights + 2_000_000);
+        Assert.True(json["peak_rss_bytes"]!.GetValue<long>() > json["baseline_rss_bytes"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void A_memory_budget_no_profile_fits_is_refused_with_each_profiles_needs()
+    {
+        using var dir = new TempDirectory();
+        Assert.Equal(0, Run("export", TestPaths.Golden("qwen3_moe"), "--out", dir.File("pkg")).ExitCode);
+        var r = Run("bench", dir.File("pkg"), "--memory-budget", "10KB", "--runs", "1");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("no profile fits a memory budget of 0.0 MB", r.Stderr);
+        Assert.Contains("full ", r.Stderr);
+        Assert.Contains("KV cache", r.Stderr);
+        r = Run("run", dir.File("pkg"), "--memory-budget", "lots", "--prompt", "x");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("memory size 'lots' is not valid", r.Stderr);
+    }
 }

@@ -138,6 +138,23 @@ public sealed class ProfileTests
         Assert.Contains("layer 1: keeps 1 experts, fewer than the 2", error.Message);
     }
 
+    [Fact]
+    public void A_memory_budget_opens_the_largest_profile_that_fits()
+    {
+        using var temp = new TempDirectory();
+        PackageExporter.Export(TestPaths.Golden("mixtral"), temp.File("pkg"), new ExportOptions { Profiles = [Mid, Half] }, overwrite: false);
+        var manifest = PackageReader.ReadManifest(temp.File("pkg"));
+        long kv = ProfileSelection.KvCacheBytes(manifest, 64);
+        Assert.True(kv > 0);
+        long Need(string p) => ProfileSelection.WeightBytes(manifest, p) + kv;
+
+        using (var s = DecoderSession.OpenWithinBudget(temp.File("pkg"), Need("full"), 64, ExecutionProvider.Cpu)) Assert.Equal("full", s.Profile);
+        using (var s = DecoderSession.OpenWithinBudget(temp.File("pkg"), Need("full") - 1, 64, ExecutionProvider.Cpu)) Assert.Equal("mid", s.Profile);
+        using (var s = DecoderSession.OpenWithinBudget(temp.File("pkg"), Need("mid") - 1, 64, ExecutionProvider.Cpu)) Assert.Equal("half", s.Profile);
+        var error = Assert.Throws<ProfileBudgetException>(() => DecoderSession.OpenWithinBudget(temp.File("pkg"), Need("half") - 1, 64, ExecutionProvider.Cpu));
+        foreach (var p in new[] { "full", "mid", "half" }) Assert.Contains($"{p} {Need(p) / 1e6:F1} MB", error.Message);
+    }
+
     /// <summary>A Mixtral checkpoint with only <paramref name="kept"/> experts per layer, renumbered 0..n-1 in the given order.</summary>
     private static string WritePrunedMixtral(string golden, string directory, IReadOnlyDictionary<int, int[]> kept)
     {

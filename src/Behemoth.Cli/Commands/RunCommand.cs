@@ -15,7 +15,7 @@ internal static class RunCommand
     public static Command Create()
     {
         var package = new Argument<string>("package") { Description = "Behemoth package directory" };
-        var profile = new Option<string>("--profile") { Description = "Device profile", DefaultValueFactory = _ => "full" };
+        var choice = new ProfileChoice();
         var prompt = new Option<string>("--prompt") { Description = "Prompt text (the beginning-of-sequence token is added)", Required = true };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most new tokens", DefaultValueFactory = _ => 128 };
         var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0f };
@@ -29,8 +29,9 @@ internal static class RunCommand
         var provider = ProviderOption.Create();
         var command = new Command("run", "Generate text with a package")
         {
-            package, profile, prompt, maxTokens, temperature, topK, topP, penalty, seed, stop, truncate, json, provider,
+            package, prompt, maxTokens, temperature, topK, topP, penalty, seed, stop, truncate, json, provider,
         };
+        choice.AddTo(command);
         command.SetAction((parse, cancellationToken) => CliErrors.RunAsync(parse, async () =>
         {
             string dir = parse.GetValue(package)!;
@@ -53,7 +54,8 @@ internal static class RunCommand
             {
                 throw new BehemothException($"invalid generation option {e.ParamName}: {e.Message.Split(" (Parameter")[0]}");
             }
-            using var session = DecoderSession.Open(dir, parse.GetValue(profile)!, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken);
+            // the budget counts a full context: the prompt may be truncated to fit, never more
+            using var session = choice.Open(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken);
             var tokenizer = ModelTokenizer.Load(dir);
             var clock = Stopwatch.StartNew();
             TimeSpan? first = null;

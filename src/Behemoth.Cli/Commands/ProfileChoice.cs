@@ -1,0 +1,54 @@
+using System.CommandLine;
+using System.Globalization;
+using Behemoth.Formats.Errors;
+using Behemoth.Runtime;
+
+namespace Behemoth.Cli.Commands;
+
+/// <summary>--profile NAME or --memory-budget SIZE (the largest profile that fits), shared by the commands that run a package.</summary>
+internal sealed class ProfileChoice
+{
+    public Option<string?> Profile { get; } = new("--profile") { Description = "Device profile (default: full)" };
+
+    public Option<string?> MemoryBudget { get; } = new("--memory-budget")
+    {
+        Description = "Load the largest profile whose weights and KV cache fit this much memory, e.g. 64MB, 1.5GiB",
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Profile);
+        command.Options.Add(MemoryBudget);
+    }
+
+    /// <param name="contextTokens">The sequence length the KV cache must hold, for the budget.</param>
+    public DecoderSession Open(ParseResult parse, string package, int contextTokens, ExecutionProvider provider, CancellationToken cancellationToken)
+    {
+        string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget);
+        if (profile is not null && budget is not null)
+            throw new BehemothException("give --profile or --memory-budget, not both");
+        return budget is null
+            ? DecoderSession.Open(package, profile ?? "full", provider, cancellationToken)
+            : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, cancellationToken);
+    }
+
+    /// <summary>"512MB", "1.5GB", "300MiB", "2G", or plain bytes. MB and GB are powers of ten, MiB and GiB of two.</summary>
+    public static long ParseSize(string text)
+    {
+        string t = text.Trim();
+        int split = 0;
+        while (split < t.Length && (char.IsDigit(t[split]) || t[split] == '.')) split++;
+        string unit = t[split..].Trim().ToUpperInvariant();
+        double scale = unit switch
+        {
+            "" or "B" => 1,
+            "K" or "KB" => 1e3, "KIB" => 1 << 10,
+            "M" or "MB" => 1e6, "MIB" => 1 << 20,
+            "G" or "GB" => 1e9, "GIB" => 1 << 30,
+            _ => double.NaN,
+        };
+        if (split == 0 || double.IsNaN(scale) || !double.TryParse(t[..split], NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || value <= 0)
+            throw new BehemothException($"memory size '{text}' is not valid: write a positive number with B, KB, MB, GB, KiB, MiB or GiB, e.g. 64MB");
+        return (long)(value * scale);
+    }
+}
