@@ -17,7 +17,12 @@ internal static class ExportMemoryBench
         var work = new Option<string>("--work") { Description = "Scratch directory (needs the checkpoint's size plus the package's)", Required = true };
         var quant = new Option<string>("--quant") { Description = "Export precision", DefaultValueFactory = _ => "int4" };
         var keep = new Option<bool>("--keep") { Description = "Keep the checkpoint and package afterwards" };
-        var command = new Command("export-memory", "Peak memory and time of a streaming export of a full-size random checkpoint") { config, work, quant, keep };
+        var profiles = new Option<string>("--profiles")
+        {
+            Description = "Also write pruned profiles keeping the first N experts of every MoE layer, e.g. 32,16 (profiles keep32, keep16)",
+            DefaultValueFactory = _ => "",
+        };
+        var command = new Command("export-memory", "Peak memory and time of a streaming export of a full-size random checkpoint") { config, work, quant, keep, profiles };
         command.SetAction(parse =>
         {
             string dir = Path.GetFullPath(parse.GetValue(work)!);
@@ -39,7 +44,7 @@ internal static class ExportMemoryBench
 
             var child = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardError = false, RedirectStandardOutput = true };
             foreach (var a in ChildPrefix()) child.ArgumentList.Add(a);
-            foreach (var a in new[] { "export-child", checkpoint, package, parse.GetValue(quant)! }) child.ArgumentList.Add(a);
+            foreach (var a in new[] { "export-child", checkpoint, package, parse.GetValue(quant)!, parse.GetValue(profiles)! }) child.ArgumentList.Add(a);
             clock.Restart();
             using var process = Process.Start(child)!;
             long peak = 0;
@@ -65,11 +70,18 @@ internal static class ExportMemoryBench
         var checkpoint = new Argument<string>("checkpoint");
         var package = new Argument<string>("package");
         var quant = new Argument<string>("quant");
-        var command = new Command("export-child", "(internal) the measured export") { checkpoint, package, quant };
+        var keepCounts = new Argument<string>("profiles");
+        var command = new Command("export-child", "(internal) the measured export") { checkpoint, package, quant, keepCounts };
         command.Hidden = true;
         command.SetAction(parse =>
         {
-            var options = new ExportOptions { Quant = Enum.Parse<QuantKind>(parse.GetValue(quant)!, ignoreCase: true) };
+            var config = Behemoth.Formats.Architectures.ArchitectureRegistry.ReadDecoder(
+                Behemoth.Formats.Architectures.ArchitectureRegistry.LoadConfig(parse.GetValue(checkpoint)!));
+            var moeLayers = config.Layers.Where(l => l.FeedForward == Behemoth.Formats.Config.FeedForwardKind.Moe).Select(l => l.Index).ToArray();
+            var pruned = parse.GetValue(keepCounts)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse)
+                .Select(n => new ProfileSpec($"keep{n}", $"the first {n} experts of every MoE layer (a shape-accurate pruned variant)",
+                    moeLayers.ToDictionary(l => l, _ => Enumerable.Range(0, n).ToArray()))).ToArray();
+            var options = new ExportOptions { Quant = Enum.Parse<QuantKind>(parse.GetValue(quant)!, ignoreCase: true), Profiles = pruned };
             var result = PackageExporter.Export(parse.GetValue(checkpoint)!, parse.GetValue(package)!, options, overwrite: true,
                 new Progress<string>(m => Console.Error.WriteLine("  " + m)));
             Console.WriteLine($"  {result.GraphNodes:N0} nodes, {result.WeightBytes / 1e9:F2} GB of weights");

@@ -5,4 +5,5 @@ var root = new RootCommand("Behemoth benchmarks (speed and memory, as ratios aga
 root.Subcommands.Add(ExportMemoryBench.Create());
 root.Subcommands.Add(ExportMemoryBench.CreateChild());
 root.Subcommands.Add(GenAiGreedy.Create());
+root.Subcommands.Add(GenAiCompare.Create());
 return root.Parse(args).Invoke();
