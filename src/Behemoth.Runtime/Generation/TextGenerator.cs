@@ -11,8 +11,13 @@ namespace Behemoth.Runtime.Generation;
 /// </summary>
 public static class TextGenerator
 {
+    public static IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Tokenizer tokenizer, string prompt,
+        GenerationOptions? options = null, CancellationToken cancellationToken = default)
+        => GenerateAsync(session, tokenizer, prompt, options, stats: null, cancellationToken);
+
+    /// <summary>As above; <paramref name="stats"/>, when given, is filled in as the generation runs (for logging and metrics).</summary>
     public static async IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Tokenizer tokenizer, string prompt,
-        GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        GenerationOptions? options, GenerationStats? stats, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         options ??= new GenerationOptions();
         var ids = new List<int>();
@@ -24,13 +29,14 @@ public static class TextGenerator
         var generated = new List<int> { ids[^1] };
         int skip = (tokenizer.Decode(generated) ?? "").Length;
         int emitted = skip;                     // characters of the decoded text already yielded
-        await foreach (int token in TokenGenerator.GenerateAsync(session, ids, options, cancellationToken).ConfigureAwait(false))
+        await foreach (int token in TokenGenerator.GenerateAsync(session, ids, options, stats, cancellationToken).ConfigureAwait(false))
         {
             generated.Add(token);
             string text = tokenizer.Decode(generated) ?? "";
             int stopAt = FirstStop(text, options.StopStrings, skip);
             if (stopAt >= 0)
             {
+                if (stats is not null) stats.StopReason = GenerationStopReason.StopString;
                 if (stopAt > emitted) yield return text[emitted..stopAt];
                 yield break;
             }

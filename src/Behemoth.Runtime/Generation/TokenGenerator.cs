@@ -8,12 +8,21 @@ namespace Behemoth.Runtime.Generation;
 /// </summary>
 public static class TokenGenerator
 {
-    public static async IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public static IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options = null,
+        CancellationToken cancellationToken = default)
+        => GenerateAsync(session, prompt, options, stats: null, cancellationToken);
+
+    /// <summary>As above; <paramref name="stats"/>, when given, is filled in as the generation runs (for logging and metrics).</summary>
+    public static async IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options,
+        GenerationStats? stats, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         options ??= new GenerationOptions();
         options.Validate();
         int[] input = FitPrompt(prompt, options, session.Shape.ContextLength);
+        // --- stats hook
+        var clock = stats is null ? null : System.Diagnostics.Stopwatch.StartNew();
+        if (stats is not null) stats.PromptTokens = input.Length;
+        // ---
         var stop = new HashSet<int>(session.Shape.EosTokenIds.Concat(options.StopTokens));
         var sampler = new Sampler(options);
         var seen = new HashSet<int>(input);
@@ -22,16 +31,35 @@ public static class TokenGenerator
 
         float[] logits = await Task.Run(() => session.Forward(input, cache, cancellationToken), cancellationToken).ConfigureAwait(false);
         var last = logits.AsSpan((input.Length - 1) * vocab, vocab).ToArray();
+        if (stats is not null && options.MaxNewTokens == 0) stats.StopReason = GenerationStopReason.MaxTokens;
         for (int produced = 0; produced < options.MaxNewTokens; produced++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             int next = sampler.Next(last, seen);
-            if (stop.Contains(next)) yield break;
+            if (stop.Contains(next))
+            {
+                if (stats is not null) stats.StopReason = GenerationStopReason.EndOfSequence;
+                yield break;
+            }
+            if (stats is not null) Produced(stats, clock!);
             yield return next;
             seen.Add(next);
-            if (produced + 1 == options.MaxNewTokens || cache.Length >= session.Shape.ContextLength) yield break;
+            if (produced + 1 == options.MaxNewTokens || cache.Length >= session.Shape.ContextLength)
+            {
+                if (stats is not null) stats.StopReason = produced + 1 == options.MaxNewTokens ? GenerationStopReason.MaxTokens : GenerationStopReason.ContextFull;
+                yield break;
+            }
             last = await Task.Run(() => session.Forward([next], cache, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    // stats hook: one more token, and the time it came at
+    private static void Produced(GenerationStats stats, System.Diagnostics.Stopwatch clock)
+    {
+        var now = clock.Elapsed;
+        stats.TimeToFirstToken ??= now;
+        stats.GeneratedTokens++;
+        stats.DecodeTime = now - stats.TimeToFirstToken.Value;
     }
 
     /// <summary>The prompt as it will run: checked against the room the context leaves for the new tokens.</summary>

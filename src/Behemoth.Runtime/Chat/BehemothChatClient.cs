@@ -1,0 +1,234 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using Behemoth.Runtime.Diagnostics;
+using Behemoth.Runtime.Generation;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.ML.Tokenizers;
+
+namespace Behemoth.Runtime.Chat;
+
+/// <summary>
+/// A Microsoft.Extensions.AI <see cref="IChatClient"/> over one loaded device profile: the conversation is rendered
+/// to a prompt by an <see cref="IChatPromptFormatter"/>, then generated with <see cref="TextGenerator"/>.
+/// </summary>
+/// <remarks>
+/// <para>
+/// One generation at a time: concurrent requests on one client wait their turn (a <see cref="SemaphoreSlim"/> held
+/// from the start of a request until its response is complete, or its stream is disposed). Dispose streams that are
+/// abandoned early (<c>await foreach</c> does) so the next request can run.
+/// </para>
+/// <para>
+/// <see cref="ChatOptions"/> maps onto <see cref="GenerationOptions"/>: MaxOutputTokens, Temperature, TopK, TopP,
+/// Seed, StopSequences (added to the formatter's stop strings) and AdditionalProperties["repetition_penalty"];
+/// Instructions become a leading system message. Other options (penalties, tools, response formats) are ignored.
+/// </para>
+/// <para>The client neither owns nor disposes the session and tokenizer it is given.</para>
+/// </remarks>
+public sealed class BehemothChatClient : IChatClient
+{
+    /// <summary>The provider name in <see cref="ChatClientMetadata"/>.</summary>
+    public const string ProviderName = "behemoth";
+
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key for <see cref="GenerationOptions.RepetitionPenalty"/>.</summary>
+    public const string RepetitionPenaltyKey = "repetition_penalty";
+
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly GenerationOptions _defaults;
+    private readonly IChatPromptFormatter _formatter;
+    private readonly ILogger _logger;
+    private readonly RuntimeMetrics _metrics;
+    private readonly IDisposable _expertsTracking;
+    private readonly string _providerName;
+    private volatile bool _disposed;
+
+    /// <param name="session">The loaded profile; it stays the caller's to dispose, after this client.</param>
+    /// <param name="tokenizer">The package's tokenizer (<see cref="Text.ModelTokenizer.Load"/>).</param>
+    /// <param name="options">Prompt formatter, default generation options and model id; defaults when null.</param>
+    /// <param name="logger">Logs one line per generation; none when null.</param>
+    /// <param name="metrics">Where generations are measured; <see cref="RuntimeMetrics.Shared"/> when null.</param>
+    public BehemothChatClient(DecoderSession session, Tokenizer tokenizer, BehemothChatClientOptions? options = null,
+        ILogger? logger = null, RuntimeMetrics? metrics = null)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        options ??= new BehemothChatClientOptions();
+        _defaults = options.Generation ?? throw new ArgumentException("Generation must not be null", nameof(options));
+        _defaults.Validate();
+        _formatter = options.PromptFormatter ?? throw new ArgumentException("PromptFormatter must not be null", nameof(options));
+        _logger = logger ?? NullLogger.Instance;
+        _metrics = metrics ?? RuntimeMetrics.Shared;
+        _providerName = RuntimeMetrics.ProviderName(session.Provider);
+        Session = session;
+        Tokenizer = tokenizer;
+        string fullPath = Path.GetFullPath(session.Directory);
+        ModelId = options.ModelId ?? $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(fullPath))}/{session.Profile}";
+        Metadata = new ChatClientMetadata(ProviderName, new Uri(fullPath), ModelId);
+        _expertsTracking = _metrics.TrackExperts(session);
+    }
+
+    public DecoderSession Session { get; }
+    public Tokenizer Tokenizer { get; }
+
+    /// <summary>"package/profile" unless the options named another.</summary>
+    public string ModelId { get; }
+
+    /// <summary>Provider "behemoth", the package folder as a file URI, and <see cref="ModelId"/>.</summary>
+    public ChatClientMetadata Metadata { get; }
+
+    /// <inheritdoc />
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var stats = new GenerationStats();
+        var created = DateTimeOffset.UtcNow;
+        var text = new StringBuilder();
+        await foreach (var piece in RunAsync(messages, options, stats, cancellationToken).ConfigureAwait(false)) text.Append(piece);
+        string id = NewId();
+        return new ChatResponse(new ChatMessage(ChatRole.Assistant, text.ToString()) { MessageId = id, CreatedAt = created })
+        {
+            ResponseId = id,
+            ModelId = ModelId,
+            CreatedAt = created,
+            FinishReason = FinishReason(stats),
+            Usage = Usage(stats),
+        };
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Yields an update per piece of text as soon as it is complete (see <see cref="TextGenerator"/>), then a last update
+    /// with no text, the <see cref="ChatResponseUpdate.FinishReason"/> and a <see cref="UsageContent"/>.
+    /// </remarks>
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var stats = new GenerationStats();
+        var created = DateTimeOffset.UtcNow;
+        string id = NewId();
+        await foreach (var piece in RunAsync(messages, options, stats, cancellationToken).ConfigureAwait(false))
+            yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created };
+        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(stats))])
+        {
+            ResponseId = id,
+            MessageId = id,
+            ModelId = ModelId,
+            CreatedAt = created,
+            FinishReason = FinishReason(stats),
+        };
+    }
+
+    /// <summary>The generation options a request with <paramref name="options"/> runs with (validated).</summary>
+    public GenerationOptions ToGenerationOptions(ChatOptions? options)
+    {
+        var g = _defaults;
+        IEnumerable<string> stops = g.StopStrings.Concat(_formatter.StopStrings);
+        if (options is not null)
+        {
+            g = g with
+            {
+                MaxNewTokens = options.MaxOutputTokens ?? g.MaxNewTokens,
+                Temperature = options.Temperature ?? g.Temperature,
+                TopK = options.TopK ?? g.TopK,
+                TopP = options.TopP ?? g.TopP,
+                Seed = options.Seed is long seed ? FoldSeed(seed) : g.Seed,
+                RepetitionPenalty = options.AdditionalProperties?.TryGetValue(RepetitionPenaltyKey, out float penalty) == true ? penalty : g.RepetitionPenalty,
+            };
+            if (options.StopSequences is { } extra) stops = stops.Concat(extra);
+        }
+        g = g with { StopStrings = stops.Where(s => s.Length > 0).Distinct(StringComparer.Ordinal).ToArray() };
+        g.Validate();
+        return g;
+    }
+
+    /// <inheritdoc />
+    /// <remarks>Answers <see cref="ChatClientMetadata"/>, this client, its <see cref="DecoderSession"/> and its <see cref="Microsoft.ML.Tokenizers.Tokenizer"/>; keyed requests get null.</remarks>
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null) return null;
+        if (serviceType == typeof(ChatClientMetadata)) return Metadata;
+        if (serviceType.IsInstanceOfType(this)) return this;
+        if (serviceType.IsInstanceOfType(Session)) return Session;
+        if (serviceType.IsInstanceOfType(Tokenizer)) return Tokenizer;
+        return null;
+    }
+
+    /// <summary>Stops reporting the profile's experts; the session and tokenizer are left open. Requests after it throw.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _expertsTracking.Dispose();
+    }
+
+    /// <summary>One generation under the gate, logged and measured however it ends.</summary>
+    private async IAsyncEnumerable<string> RunAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, GenerationStats stats,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var conversation = messages.ToList();
+        if (options?.Instructions is { Length: > 0 } instructions) conversation.Insert(0, new ChatMessage(ChatRole.System, instructions));
+        string prompt = _formatter.Format(conversation);
+        var generation = ToGenerationOptions(options);
+
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        bool logged = false;
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var pieces = TextGenerator.GenerateAsync(Session, Tokenizer, prompt, generation, stats, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            await using (pieces.ConfigureAwait(false))
+            {
+                while (true)
+                {
+                    try
+                    {
+                        if (!await pieces.MoveNextAsync().ConfigureAwait(false)) break;
+                    }
+                    catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                    {
+                        RuntimeLog.GenerationCanceled(_logger, Session.Profile, _providerName, stats.GeneratedTokens);
+                        logged = true;
+                        throw;
+                    }
+                    catch (Exception e)
+                    {
+                        RuntimeLog.GenerationFailed(_logger, e, Session.Profile, _providerName, stats.GeneratedTokens);
+                        logged = true;
+                        throw;
+                    }
+                    yield return pieces.Current;
+                }
+            }
+        }
+        finally
+        {
+            _gate.Release();
+            _metrics.RecordGeneration(stats, Session.Profile, Session.Provider);
+            if (!logged)
+                RuntimeLog.GenerationCompleted(_logger, Session.Profile, _providerName, stats.PromptTokens, stats.GeneratedTokens,
+                    stats.TimeToFirstToken?.TotalMilliseconds, stats.DecodeTokensPerSecond, stats.StopReason);
+        }
+    }
+
+    private static ChatFinishReason? FinishReason(GenerationStats stats) => stats.StopReason switch
+    {
+        GenerationStopReason.EndOfSequence or GenerationStopReason.StopString => ChatFinishReason.Stop,
+        GenerationStopReason.MaxTokens or GenerationStopReason.ContextFull => ChatFinishReason.Length,
+        _ => null,
+    };
+
+    private static UsageDetails Usage(GenerationStats stats) => new()
+    {
+        InputTokenCount = stats.PromptTokens,
+        OutputTokenCount = stats.GeneratedTokens,
+        TotalTokenCount = stats.PromptTokens + stats.GeneratedTokens,
+    };
+
+    /// <summary>ChatOptions seeds are 64-bit; ones in int range are used as they are, others folded.</summary>
+    private static int FoldSeed(long seed) => seed is >= int.MinValue and <= int.MaxValue ? (int)seed : unchecked((int)seed ^ (int)(seed >> 32));
+
+    private static string NewId() => "behemoth-" + Guid.NewGuid().ToString("N");
+}

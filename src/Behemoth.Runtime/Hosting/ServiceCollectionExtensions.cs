@@ -1,0 +1,45 @@
+using System.Diagnostics.Metrics;
+using Behemoth.Runtime.Chat;
+using Behemoth.Runtime.Diagnostics;
+using Behemoth.Runtime.Text;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.ML.Tokenizers;
+
+namespace Behemoth.Runtime.Hosting;
+
+/// <summary>Registers a Behemoth package as the container's <see cref="IChatClient"/>.</summary>
+public static class ServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers, as singletons created on first use: the <see cref="DecoderSession"/> for <paramref name="profile"/> of
+    /// the package in <paramref name="packageDirectory"/> (opened on <paramref name="provider"/>, verified and logged),
+    /// its <see cref="Tokenizer"/> (unless one is registered already), <see cref="RuntimeMetrics"/>, and a <see cref="BehemothChatClient"/> that is also the
+    /// <see cref="IChatClient"/>. The container's <see cref="ILoggerFactory"/> and <see cref="IMeterFactory"/> are used
+    /// when it has them (no logging, and <see cref="RuntimeMetrics.Shared"/>, when not). The container disposes the session.
+    /// </summary>
+    /// <remarks>One package per container: a second call replaces the first's session and chat client.</remarks>
+    /// <param name="configure">Sets the client's prompt formatter, default generation options and model id.</param>
+    public static IServiceCollection AddBehemothChatClient(this IServiceCollection services, string packageDirectory, string profile = "full",
+        ExecutionProvider provider = ExecutionProvider.Auto, Action<BehemothChatClientOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentException.ThrowIfNullOrEmpty(packageDirectory);
+        ArgumentException.ThrowIfNullOrEmpty(profile);
+
+        services.TryAddSingleton(sp => sp.GetService<IMeterFactory>() is { } meters ? new RuntimeMetrics(meters) : RuntimeMetrics.Shared);
+        services.AddSingleton(sp => SessionLoader.Open(packageDirectory, profile, provider, sp.GetService<ILoggerFactory>()?.CreateLogger(typeof(DecoderSession).FullName!)));
+        services.TryAddSingleton(_ => ModelTokenizer.Load(packageDirectory));
+        services.AddSingleton(sp =>
+        {
+            var options = new BehemothChatClientOptions();
+            configure?.Invoke(options);
+            return new BehemothChatClient(sp.GetRequiredService<DecoderSession>(), sp.GetRequiredService<Tokenizer>(), options,
+                sp.GetService<ILoggerFactory>()?.CreateLogger<BehemothChatClient>(), sp.GetRequiredService<RuntimeMetrics>());
+        });
+        services.AddSingleton<IChatClient>(sp => sp.GetRequiredService<BehemothChatClient>());
+        return services;
+    }
+}

@@ -1,0 +1,33 @@
+using System.Diagnostics;
+using Behemoth.Runtime.Diagnostics;
+using Microsoft.Extensions.Logging;
+
+namespace Behemoth.Runtime.Hosting;
+
+/// <summary>Opens a <see cref="DecoderSession"/> and logs what was loaded, and how long it took.</summary>
+public static class SessionLoader
+{
+    /// <summary>
+    /// <see cref="DecoderSession.Open(string, string, ExecutionProvider, CancellationToken)"/>, then one log line: package,
+    /// profile, the provider chosen, the files verified (count and bytes), the routed experts and the load time.
+    /// </summary>
+    public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, ILogger? logger,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(packageDirectory);
+        ArgumentNullException.ThrowIfNull(profile);
+        var clock = Stopwatch.StartNew();
+        var session = DecoderSession.Open(packageDirectory, profile, provider, cancellationToken);
+        var elapsed = clock.Elapsed;
+        if (logger is not null && logger.IsEnabled(LogLevel.Information))
+        {
+            var manifest = session.Manifest;
+            var info = manifest.Profiles[profile];
+            var files = info.Files.Prepend(info.Graph).Distinct().ToArray();
+            long bytes = files.Sum(f => manifest.Files.TryGetValue(f, out var entry) ? entry.Bytes : 0);
+            RuntimeLog.SessionOpened(logger, Path.GetFullPath(packageDirectory), profile, RuntimeMetrics.ProviderName(session.Provider), files.Length, bytes,
+                RuntimeMetrics.CountRoutedExperts(manifest, profile), elapsed.TotalMilliseconds);
+        }
+        return session;
+    }
+}
