@@ -36,6 +36,27 @@ public sealed class ChatClientHostingTests(ChatPackageFixture package) : IClassF
     }
 
     [Fact]
+    public async Task A_package_with_its_own_tokenizer_chats_through_its_template()
+    {
+        // behemoth-nano: SentencePiece and no chat tokens, so the plain "Role: text" template, stopping at a new user turn
+        using var temp = new Behemoth.Tests.TempDirectory();
+        Export.PackageExporter.Export(Path.Combine(Behemoth.Tests.TestPaths.RepoRoot, "models", "behemoth-nano"), temp.File("pkg"),
+            new Export.ExportOptions { Quant = Export.QuantKind.Int4 }, overwrite: false);
+        var services = new ServiceCollection();
+        services.AddBehemothChatClient(temp.File("pkg"), provider: ExecutionProvider.Cpu);
+        await using var provider = services.BuildServiceProvider();
+        var client = provider.GetRequiredService<IChatClient>();
+
+        var response = await client.GetResponseAsync("English: Good morning\nItalian:", new ChatOptions { MaxOutputTokens = 12, Temperature = 0 });
+
+        Assert.False(string.IsNullOrWhiteSpace(response.Text));
+        Assert.DoesNotContain("\nUser:", response.Text);
+        Assert.True(response.Usage!.OutputTokenCount is > 0 and <= 12);
+        var options = provider.GetRequiredService<BehemothChatClient>().ToGenerationOptions(null);
+        Assert.Contains("\nUser:", options.StopStrings);
+    }
+
+    [Fact]
     public async Task The_container_s_logger_factory_and_meter_factory_are_used()
     {
         var logs = new LogCollector();

@@ -100,7 +100,9 @@ public static class PackageExporter
                     }), PackageReader.Json));
 
             var tokenizerFiles = new List<string>();
-            foreach (var name in TokenizerFiles)
+            // Rank files named *.tiktoken (Qwen's qwen.tiktoken) travel with the fixed names.
+            var tiktokenFiles = Directory.EnumerateFiles(modelDirectory, "*.tiktoken").Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal);
+            foreach (var name in TokenizerFiles.Concat(tiktokenFiles))
             {
                 string src = Path.Combine(modelDirectory, name);
                 if (!File.Exists(src)) continue;
@@ -119,7 +121,7 @@ public static class PackageExporter
                 Model = new ModelShape(config.VocabSize, config.HiddenSize, config.NumLayers, config.NumHeads, config.NumKvHeads, config.HeadDim,
                     Math.Min(config.MaxPositionEmbeddings, options.MaxContext), config.BosTokenId, config.EosTokenIds),
                 Tokenizer = tokenizerFiles.Count == 0 ? null
-                    : new TokenizerInfo(tokenizerFiles.Contains("tokenizer.model") ? "sentencepiece" : "huggingface-json", tokenizerFiles),
+                    : new TokenizerInfo(TokenizerKinds.Detect(modelDirectory, tokenizerFiles), tokenizerFiles),
                 KvCache = DecoderGraph.KvCacheLayout(config, options),
                 Experts = inventory,
                 Profiles = profileInfos,

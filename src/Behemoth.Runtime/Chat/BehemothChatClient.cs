@@ -136,7 +136,11 @@ public sealed class BehemothChatClient : IChatClient
             };
             if (options.StopSequences is { } extra) stops = stops.Concat(extra);
         }
-        g = g with { StopStrings = stops.Where(s => s.Length > 0).Distinct(StringComparer.Ordinal).ToArray() };
+        g = g with
+        {
+            StopStrings = stops.Where(s => s.Length > 0).Distinct(StringComparer.Ordinal).ToArray(),
+            StopTokens = g.StopTokens.Concat(_formatter.StopTokens).Distinct().ToArray(),
+        };
         g.Validate();
         return g;
     }

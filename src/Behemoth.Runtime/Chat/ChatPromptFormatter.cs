@@ -14,6 +14,9 @@ public interface IChatPromptFormatter
 
     /// <summary>Strings that end the reply (added to the caller's stop sequences); the stop string is not returned.</summary>
     IReadOnlyList<string> StopStrings { get; }
+
+    /// <summary>Token ids that end the reply (a template's end-of-turn tokens), besides the model's end-of-sequence ids.</summary>
+    IReadOnlyList<int> StopTokens => [];
 }
 
 /// <summary>Prompt formatters: the plain default and adapters for delegates.</summary>
@@ -41,6 +44,35 @@ public static class ChatPromptFormatter
     {
         ArgumentNullException.ThrowIfNull(render);
         return new DelegateFormatter(messages => render(messages.Select(m => (m.Role.Value, m.Text)).ToArray()), stopStrings ?? []);
+    }
+
+    /// <summary>
+    /// The model's own chat template (see <see cref="Text.ChatTemplate.ForDirectory"/>): the conversation rendered
+    /// without the beginning-of-sequence token (the generator adds it), ending at the assistant's turn; the template's
+    /// end-of-turn tokens that <paramref name="tokenizer"/> has stop the reply. Roles other than system, user and
+    /// assistant are refused.
+    /// </summary>
+    public static IChatPromptFormatter FromTemplate(Text.ChatTemplate template, Text.LoadedTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return new TemplateFormatter(template, tokenizer.StopTokenIds(template));
+    }
+
+    private sealed class TemplateFormatter(Text.ChatTemplate template, IReadOnlyList<int> stopTokens) : IChatPromptFormatter
+    {
+        public IReadOnlyList<string> StopStrings => template.StopStrings;
+
+        public IReadOnlyList<int> StopTokens => stopTokens;
+
+        public string Format(IReadOnlyList<ChatMessage> messages) =>
+            template.Render(messages.Select(m => new Text.ChatTurn(Role(m.Role), m.Text)).ToArray(), addGenerationPrompt: true, includeBos: false);
+
+        private static Text.TurnRole Role(ChatRole role) =>
+            role == ChatRole.System ? Text.TurnRole.System
+            : role == ChatRole.User ? Text.TurnRole.User
+            : role == ChatRole.Assistant ? Text.TurnRole.Assistant
+            : throw new ArgumentException($"the chat template has no '{role.Value}' role (system, user and assistant only)");
     }
 
     private sealed class PlainFormatter : IChatPromptFormatter

@@ -1,23 +1,102 @@
+using Behemoth.Package;
 using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Text;
 
 /// <summary>
-/// The tokenizer shipped with a model directory or package. SentencePiece models (tokenizer.model) load through
-/// Microsoft.ML.Tokenizers; special tokens (&lt;s&gt;, &lt;/s&gt;) are added by the caller, not here.
+/// The tokenizer shipped with a model directory or package, through Microsoft.ML.Tokenizers. Looked for in this order:
+/// <list type="number">
+/// <item><c>tokenizer.model</c>: a SentencePiece protobuf (Llama 2, Mistral, Mixtral, behemoth-nano), or tiktoken
+/// ranks under that name (Meta's Llama 3 and 4 <c>original/</c> files), told apart by content;</item>
+/// <item><c>*.tiktoken</c>: tiktoken ranks (Qwen's <c>qwen.tiktoken</c>);</item>
+/// <item><c>tokenizer.json</c>: a Hugging Face byte-level BPE (OLMo/OLMoE, GPT-NeoX, Llama 3/4 and Qwen 2 exports).</item>
+/// </list>
+/// A SentencePiece tokenizer.model wins over tokenizer.json because Mistral's tokenizer.json is SentencePiece-style
+/// BPE (byte fallback), which only the .model loads faithfully.
 /// </summary>
+/// <remarks>
+/// No BOS or EOS is added when encoding; callers (and chat templates) add them. Special tokens written in the text
+/// ("&lt;s&gt;", "&lt;|eot_id|&gt;") encode to their single ids. They come from tokenizer_config.json's
+/// added_tokens_decoder when the directory has one, else from the file itself (SentencePiece control pieces,
+/// tokenizer.json added_tokens) or, for tiktoken, from the family recognised by the number of ranks.
+/// </remarks>
 public static class ModelTokenizer
 {
-    public static Tokenizer Load(string directory)
+    /// <summary>The tokenizer of <paramref name="directory"/> (a model directory or a package).</summary>
+    public static Tokenizer Load(string directory) => Open(directory).Tokenizer;
+
+    /// <summary>The tokenizer of <paramref name="directory"/> with its kind, file and special tokens.</summary>
+    /// <exception cref="FileNotFoundException">No tokenizer file is in the directory.</exception>
+    /// <exception cref="TokenizerFormatException">A tokenizer file is malformed or of an unsupported kind.</exception>
+    public static LoadedTokenizer Open(string directory)
     {
-        string sentencePiece = Path.Combine(directory, "tokenizer.model");
-        if (File.Exists(sentencePiece))
-        {
-            using var stream = File.OpenRead(sentencePiece);
-            return LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
-        }
-        if (File.Exists(Path.Combine(directory, "tokenizer.json")))
-            throw new NotSupportedException($"{directory}: tokenizer.json tokenizers are not supported yet; only SentencePiece tokenizer.model");
-        throw new FileNotFoundException($"{directory}: no tokenizer.model (SentencePiece) next to the model");
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such model or package directory");
+        var config = TokenizerConfigFiles.Read(directory);
+
+        string model = Path.Combine(directory, "tokenizer.model");
+        if (File.Exists(model))
+            return TokenizerKinds.LooksLikeTiktoken(model) ? LoadTiktoken(model, config) : LoadSentencePiece(model, config);
+        var tiktoken = Directory.EnumerateFiles(directory, "*.tiktoken").Order(StringComparer.Ordinal).ToArray();
+        if (tiktoken.Length > 1)
+            throw new TokenizerFormatException(directory, $"{tiktoken.Length} *.tiktoken files ({string.Join(", ", tiktoken.Select(Path.GetFileName))}); expected one");
+        if (tiktoken.Length == 1) return LoadTiktoken(tiktoken[0], config);
+        string json = Path.Combine(directory, "tokenizer.json");
+        if (File.Exists(json)) return LoadHuggingFaceJson(json, config);
+        throw new FileNotFoundException($"{directory}: no tokenizer (expected tokenizer.model, a *.tiktoken file or tokenizer.json)");
     }
+
+    /// <summary>Loads one tokenizer file, telling its kind from its name and content.</summary>
+    public static LoadedTokenizer OpenFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such tokenizer file", path);
+        var config = TokenizerConfigFiles.Read(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return LoadHuggingFaceJson(path, config);
+        return TokenizerKinds.LooksLikeTiktoken(path) ? LoadTiktoken(path, config) : LoadSentencePiece(path, config);
+    }
+
+    private static LoadedTokenizer LoadSentencePiece(string path, TokenizerConfigFiles config)
+    {
+        var special = config.AddedTokens ?? SentencePieceModelFile.ReadSpecialPieces(path);
+        try
+        {
+            using var stream = File.OpenRead(path);
+            var tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false, specialTokens: special);
+            return new LoadedTokenizer(tokenizer, TokenizerKinds.SentencePiece, path, null, special,
+                config.Bos ?? tokenizer.BeginningOfSentenceToken, config.Eos ?? tokenizer.EndOfSentenceToken);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or FormatException or IOException and not FileNotFoundException)
+        {
+            throw new TokenizerFormatException(path, "Microsoft.ML.Tokenizers could not load it as a SentencePiece BPE model: " + e.Message, e);
+        }
+    }
+
+    private static LoadedTokenizer LoadTiktoken(string path, TokenizerConfigFiles config)
+    {
+        int ranks = TiktokenFamily.CountRanks(path);
+        var family = TiktokenFamily.ForRankCount(ranks)
+            ?? throw new TokenizerFormatException(path, $"{ranks:N0} tiktoken ranks match no known vocabulary ({TiktokenFamily.Known}), so its regex and special tokens are unknown");
+        var special = config.AddedTokens ?? family.SpecialTokens;
+        try
+        {
+            var preTokenizer = new RegexPreTokenizer(new System.Text.RegularExpressions.Regex(family.Pattern, System.Text.RegularExpressions.RegexOptions.Compiled), special);
+            var tokenizer = TiktokenTokenizer.Create(path, preTokenizer, normalizer: null, specialTokens: special);
+            return new LoadedTokenizer(tokenizer, TokenizerKinds.Tiktoken, path, family.Name, special, config.Bos ?? family.Bos, config.Eos ?? family.Eos);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new TokenizerFormatException(path, "not a valid tiktoken rank file (expected lines of 'base64 rank'): " + e.Message, e);
+        }
+    }
+
+    private static LoadedTokenizer LoadHuggingFaceJson(string path, TokenizerConfigFiles config)
+    {
+        var (tokenizer, added) = HuggingFaceTokenizerJson.Load(path);
+        // tokenizer.json's own added_tokens are authoritative for matching; the config only names BOS/EOS.
+        return new LoadedTokenizer(tokenizer, TokenizerKinds.HuggingFaceJson, path, null, added, config.Bos, config.Eos ?? DefaultEos(added));
+    }
+
+    private static string? DefaultEos(IReadOnlyDictionary<string, int> added) =>
+        added.ContainsKey("<|endoftext|>") ? "<|endoftext|>" : null;
 }
