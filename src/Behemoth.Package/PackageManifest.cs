@@ -76,8 +76,18 @@ public sealed record ProfileInfo(
 {
     /// <summary>Bytes of the weight files this profile's graph references: what loading it reads (absent in older packages).</summary>
     [JsonPropertyName("weight_bytes")] public long? WeightBytes { get; init; }
+
+    /// <summary>The [offset, length] ranges of the weight file this profile's graph references, merged and sorted.</summary>
+    [JsonPropertyName("weight_regions")] public IReadOnlyList<long[]>? WeightRegions { get; init; }
 }
 
 public sealed record FileEntry(
     [property: JsonPropertyName("bytes")] long Bytes,
-    [property: JsonPropertyName("sha256")] string Sha256);
+    [property: JsonPropertyName("sha256")] string Sha256)
+{
+    /// <summary>Weight files: the block size of <see cref="BlockSha256"/>.</summary>
+    [JsonPropertyName("block_bytes")] public int? BlockBytes { get; init; }
+
+    /// <summary>Weight files: SHA-256 of each block, so a profile can verify only the blocks it reads.</summary>
+    [JsonPropertyName("block_sha256")] public IReadOnlyList<string>? BlockSha256 { get; init; }
+}

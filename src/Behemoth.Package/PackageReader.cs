@@ -50,8 +50,51 @@ public static class PackageReader
             throw new PackageFormatException(System.IO.Path.Combine(directory, PackageManifest.FileName),
                 $"no profile '{profile}'; the package has {string.Join(", ", manifest.Profiles.Keys.Order())}");
         foreach (var file in info.Files.Prepend(info.Graph).Distinct())
-            VerifyFile(directory, file, manifest.Files[file], cancellationToken);
+        {
+            var entry = manifest.Files[file];
+            if (file != info.Graph && info.WeightRegions is { } regions && entry is { BlockBytes: int block, BlockSha256: { } hashes })
+                VerifyBlocks(directory, file, entry, block, hashes, regions, cancellationToken);
+            else
+                VerifyFile(directory, file, entry, cancellationToken);
+        }
         return info;
+    }
+
+    /// <summary>
+    /// Checks the size of a weight file and the SHA-256 of the blocks that hold <paramref name="regions"/>: a profile
+    /// reads and verifies only its own tensors' bytes, not the experts other profiles keep.
+    /// </summary>
+    public static void VerifyBlocks(string directory, string file, FileEntry expected, int blockBytes, IReadOnlyList<string> hashes,
+        IReadOnlyList<long[]> regions, CancellationToken cancellationToken = default)
+    {
+        string path = System.IO.Path.Combine(directory, file);
+        if (!File.Exists(path))
+            throw new PackageFormatException(path, "missing");
+        long length = new FileInfo(path).Length;
+        if (length != expected.Bytes)
+            throw new PackageFormatException(path, $"holds {length:N0} bytes, the manifest records {expected.Bytes:N0} (truncated or replaced)");
+        long blocks = (length + blockBytes - 1) / blockBytes;
+        if (hashes.Count != blocks)
+            throw new PackageFormatException(path, $"the manifest has {hashes.Count} block hashes for {blocks} blocks of {blockBytes:N0} bytes");
+        var needed = new SortedSet<long>();
+        foreach (var r in regions)
+        {
+            if (r.Length != 2 || r[0] < 0 || r[1] < 0 || r[0] + r[1] > length)
+                throw new PackageFormatException(path, $"a profile region [{string.Join(", ", r)}] lies outside the file's {length:N0} bytes");
+            for (long b = r[0] / blockBytes; b * blockBytes < r[0] + r[1]; b++) needed.Add(b);
+        }
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
+        byte[] buffer = new byte[blockBytes];
+        foreach (long b in needed)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            stream.Position = b * blockBytes;
+            int size = (int)Math.Min(blockBytes, length - b * blockBytes);
+            stream.ReadExactly(buffer, 0, size);
+            string actual = Convert.ToHexStringLower(SHA256.HashData(buffer.AsSpan(0, size)));
+            if (!string.Equals(actual, hashes[(int)b], StringComparison.OrdinalIgnoreCase))
+                throw new PackageFormatException(path, $"bytes {b * blockBytes:N0}–{b * blockBytes + size:N0}: SHA-256 {actual} does not match the manifest's {hashes[(int)b]} (the file was altered)");
+        }
     }
 
     public static void VerifyFile(string directory, string file, FileEntry expected, CancellationToken cancellationToken = default)

@@ -155,6 +155,32 @@ public sealed class ProfileTests
         foreach (var p in new[] { "full", "mid", "half" }) Assert.Contains($"{p} {Need(p) / 1e6:F1} MB", error.Message);
     }
 
+    [Fact]
+    public void A_profile_verifies_only_the_weight_blocks_it_reads()
+    {
+        using var temp = new TempDirectory();
+        PackageExporter.Export(TestPaths.Golden("mixtral"), temp.File("pkg"),
+            new ExportOptions { Profiles = [Mid, Half], WeightHashBlockBytes = 4096 }, overwrite: false);
+        var manifest = PackageReader.ReadManifest(temp.File("pkg"));
+        var half = manifest.Profiles["half"].WeightRegions!;
+        var full = manifest.Profiles["full"].WeightRegions!;
+        // a byte the full profile reads and the half profile does not, in a block the half profile does not touch
+        long target = Enumerable.Range(0, (int)(manifest.Files["weights.bin"].Bytes / 4096)).Select(b => b * 4096L + 100)
+            .First(o => full.Any(r => o >= r[0] && o < r[0] + r[1]) && !half.Any(r => r[0] / 4096 <= o / 4096 && o / 4096 <= (r[0] + r[1] - 1) / 4096));
+        string weights = temp.File("pkg/weights.bin");
+        using (var f = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = target;
+            int b = f.ReadByte();
+            f.Position = target;
+            f.WriteByte((byte)(b ^ 0x40));
+        }
+        using (var session = DecoderSession.Open(temp.File("pkg"), "half")) Assert.Equal("half", session.Profile);
+        var error = Assert.Throws<PackageFormatException>(() => DecoderSession.Open(temp.File("pkg"), "full"));
+        Assert.Contains("weights.bin", error.Message);
+        Assert.Contains("SHA-256", error.Message);
+    }
+
     /// <summary>A Mixtral checkpoint with only <paramref name="kept"/> experts per layer, renumbered 0..n-1 in the given order.</summary>
     private static string WritePrunedMixtral(string golden, string directory, IReadOnlyDictionary<int, int[]> kept)
     {

@@ -40,6 +40,9 @@ public sealed record ExportOptions
     /// </summary>
     public bool SimulateQuantization { get; init; }
 
+    /// <summary>Block size of the weight file's per-block SHA-256 (a profile verifies only the blocks it reads).</summary>
+    public int WeightHashBlockBytes { get; init; } = Onnx.WeightFile.DefaultBlockSize;
+
     /// <summary>Device profiles written besides <c>full</c> (which keeps every expert).</summary>
     public IReadOnlyList<ProfileSpec> Profiles { get; init; } = [];
 

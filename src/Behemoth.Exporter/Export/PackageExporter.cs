@@ -62,7 +62,7 @@ public static class PackageExporter
             long weightBytes;
             int nodes = 0;
             IReadOnlyList<TensorQuantError> quantErrors;
-            using (var weights = new WeightFile(Path.Combine(staging, WeightsFile), WeightsFile))
+            using (var weights = new WeightFile(Path.Combine(staging, WeightsFile), WeightsFile, options.WeightHashBlockBytes))
             {
                 var source = new WeightSource(checkpoint, weights, new GraphBuilder("behemoth_decoder"), options);
                 foreach (var profile in plan.Profiles)
@@ -81,11 +81,15 @@ public static class PackageExporter
                     var metadata = new Dictionary<string, string> { ["behemoth.architecture"] = config.Architecture, ["behemoth.profile"] = profile.Name };
                     files[graphFile] = WriteFile(staging, graphFile, graph.ToModelBytes(metadata, $"{config.Architecture} decoder exported by Behemoth, profile {profile.Name}"));
                     var kept = MoeLayers(config).Select(l => new LayerExperts(l, plan.Kept(profile.Name, l))).ToArray();
-                    profileInfos[profile.Name] = new ProfileInfo(graphFile, profile.Description, kept, [WeightsFile]) { WeightBytes = source.GraphWeightBytes };
+                    profileInfos[profile.Name] = new ProfileInfo(graphFile, profile.Description, kept, [WeightsFile]) { WeightBytes = source.GraphWeightBytes, WeightRegions = source.GraphRegions() };
                     nodes = Math.Max(nodes, graph.NodeCount);
                 }
                 quantErrors = source.QuantErrors;
-                files[WeightsFile] = new FileEntry(weights.Length, weights.Complete());
+                files[WeightsFile] = new FileEntry(weights.Length, weights.Complete())
+                {
+                    BlockBytes = weights.BlockSize,
+                    BlockSha256 = weights.BlockHashes.ToArray(),
+                };
                 weightBytes = weights.Length;
             }
 

@@ -30,11 +30,31 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
     public GraphBuilder Graph
     {
         get => _graph;
-        set => (_graph, GraphWeightBytes) = (value, 0);
+        set
+        {
+            (_graph, GraphWeightBytes) = (value, 0);
+            _regions.Clear();
+        }
     }
+
+    private readonly List<(long Offset, long Length)> _regions = [];
 
     /// <summary>Bytes of the weight file that <see cref="Graph"/> references (what a runtime loading it reads).</summary>
     public long GraphWeightBytes { get; private set; }
+
+    /// <summary>The [offset, length] ranges <see cref="Graph"/> references, sorted, adjacent ones merged.</summary>
+    public IReadOnlyList<long[]> GraphRegions()
+    {
+        var merged = new List<long[]>();
+        foreach (var (offset, length) in _regions.OrderBy(r => r.Offset))
+        {
+            if (merged.Count > 0 && merged[^1][0] + merged[^1][1] >= offset)
+                merged[^1][1] = Math.Max(merged[^1][1], offset + length - merged[^1][0]);
+            else
+                merged.Add([offset, length]);
+        }
+        return merged;
+    }
 
     public float[] Read(string name, params long[] shape) => checkpoint.Get(name).Expect(shape).ReadFloat32();
 
@@ -164,6 +184,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
     {
         var r = region ?? _stored[name];
         GraphWeightBytes += r.Length;
+        _regions.Add((r.Offset, r.Length));
         return _graph.External(name, type, dims, r);
     }
 

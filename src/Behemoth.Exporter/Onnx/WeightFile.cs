@@ -8,7 +8,8 @@ public readonly record struct WeightRegion(string File, long Offset, long Length
 /// <summary>
 /// An append-only external-data file. Tensors are written one at a time as the export streams through the
 /// checkpoint, so memory holds one tensor, never the model. Large tensors start on a 4 KiB boundary so that
-/// ONNX Runtime can memory-map them. The SHA-256 is computed while writing.
+/// ONNX Runtime can memory-map them. The SHA-256 of the whole file, and of every <see cref="BlockSize"/> block, is
+/// computed while writing: a runtime loading one profile verifies only the blocks that profile's tensors are in.
 /// </summary>
 public sealed class WeightFile : IDisposable
 {
@@ -16,13 +17,27 @@ public sealed class WeightFile : IDisposable
     private const int SmallAlignment = 64;
     private readonly FileStream _stream;
     private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly IncrementalHash _blockSha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly List<string> _blocks = [];
+    private long _blockFill;
     private static readonly byte[] Zeros = new byte[PageAlignment];
+
+    /// <summary>Bytes per block of <see cref="BlockHashes"/> unless the writer asks for another size.</summary>
+    public const int DefaultBlockSize = 4 << 20;
+
+    /// <summary>Bytes per block of <see cref="BlockHashes"/>.</summary>
+    public int BlockSize { get; }
+
+    /// <summary>SHA-256 of each <see cref="BlockSize"/> block (the last one may be shorter), after <see cref="Complete"/>.</summary>
+    public IReadOnlyList<string> BlockHashes => _blocks;
 
     /// <param name="path">The file to write (a temporary name; the package writer renames it).</param>
     /// <param name="name">The file's name inside the package, as the graphs refer to it.</param>
-    public WeightFile(string path, string name)
+    public WeightFile(string path, string name, int blockSize = DefaultBlockSize)
     {
+        if (blockSize < 4096) throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "at least 4096 bytes");
         Name = name;
+        BlockSize = blockSize;
         _stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
     }
 
@@ -37,11 +52,11 @@ public sealed class WeightFile : IDisposable
         if (pad > 0)
         {
             _stream.Write(Zeros, 0, (int)pad);
-            _sha.AppendData(Zeros, 0, (int)pad);
+            Hash(Zeros.AsSpan(0, (int)pad));
         }
         long offset = _stream.Position;
         _stream.Write(bytes);
-        _sha.AppendData(bytes);
+        Hash(bytes);
         return new WeightRegion(Name, offset, bytes.Length);
     }
 
@@ -50,7 +65,7 @@ public sealed class WeightFile : IDisposable
     {
         long offset = _stream.Position;
         _stream.Write(bytes);
-        _sha.AppendData(bytes);
+        Hash(bytes);
         return new WeightRegion(Name, offset, bytes.Length);
     }
 
@@ -58,12 +73,32 @@ public sealed class WeightFile : IDisposable
     public string Complete()
     {
         _stream.Flush(flushToDisk: true);
+        if (_blockFill > 0) _blocks.Add(Convert.ToHexStringLower(_blockSha.GetHashAndReset()));
+        _blockFill = 0;
         return Convert.ToHexStringLower(_sha.GetHashAndReset());
+    }
+
+    private void Hash(ReadOnlySpan<byte> bytes)
+    {
+        _sha.AppendData(bytes);
+        while (!bytes.IsEmpty)
+        {
+            int take = (int)Math.Min(bytes.Length, BlockSize - _blockFill);
+            _blockSha.AppendData(bytes[..take]);
+            _blockFill += take;
+            bytes = bytes[take..];
+            if (_blockFill == BlockSize)
+            {
+                _blocks.Add(Convert.ToHexStringLower(_blockSha.GetHashAndReset()));
+                _blockFill = 0;
+            }
+        }
     }
 
     public void Dispose()
     {
         _stream.Dispose();
         _sha.Dispose();
+        _blockSha.Dispose();
     }
 }
