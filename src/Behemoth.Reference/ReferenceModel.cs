@@ -69,7 +69,15 @@ public sealed class ReferenceModel : IDisposable
         Forward(tokens, trace: null, cancellationToken);
 
     /// <summary>As <see cref="Forward(ReadOnlySpan{int}, CancellationToken)"/>, recording every routing decision per layer into <paramref name="trace"/>.</summary>
-    public float[] Forward(ReadOnlySpan<int> tokens, IList<List<Routing>>? trace, CancellationToken cancellationToken = default)
+    public float[] Forward(ReadOnlySpan<int> tokens, IList<List<Routing>>? trace, CancellationToken cancellationToken = default) =>
+        Forward(tokens, trace, moeInput: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="Forward(ReadOnlySpan{int}, CancellationToken)"/>, handing each MoE layer's input (the
+    /// post-attention-normed hidden states, [tokens, hidden]) to <paramref name="moeInput"/> with the layer index:
+    /// what calibration needs to profile and refit experts.
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, IList<List<Routing>>? trace, Action<int, ReadOnlyMemory<float>>? moeInput, CancellationToken cancellationToken = default)
     {
         var c = Config;
         var n = c.Names;
@@ -158,6 +166,7 @@ public sealed class ReferenceModel : IDisposable
             using (var w = _weights.View(L(n.PostAttentionNorm))) Ops.RmsNorm(x, w.Span, hn, h, c.RmsNormEps);
             if (layer.FeedForward == FeedForwardKind.Moe)
             {
+                moeInput?.Invoke(layer.Index, hn.AsMemory(0, seq * h));
                 List<Routing>? routes = trace is null ? null : new List<Routing>();
                 MoeBlock.Forward(c, _weights, layer.Index, hn, delta, routes);
                 if (routes is not null) trace!.Add(routes);
@@ -173,6 +182,45 @@ public sealed class ReferenceModel : IDisposable
         using (var head = _weights.View(c.TieWordEmbeddings ? n.Embed : n.LmHead))
             Ops.Linear(hn, head.Span, default, logits, h, c.VocabSize);
         return logits;
+    }
+
+    /// <summary>The router of MoE layer <paramref name="layer"/>, [experts, hidden].</summary>
+    public float[] RouterWeights(int layer)
+    {
+        using var w = _weights.View(TensorNames.Format(Config.Names.Router, layer));
+        return w.Span.ToArray();
+    }
+
+    /// <summary>
+    /// Routed expert <paramref name="expert"/> of MoE layer <paramref name="layer"/> in nn.Linear layout whatever the
+    /// checkpoint stores: gate and up [intermediate, hidden], down [hidden, intermediate].
+    /// </summary>
+    public (float[] Gate, float[] Up, float[] Down) ExpertWeights(int layer, int expert)
+    {
+        var c = Config;
+        var n = c.Names;
+        int h = c.HiddenSize, inter = c.Moe.ExpertIntermediate;
+        if (c.Moe.Layout != ExpertLayout.Fused)
+        {
+            using var g = _weights.View(TensorNames.Format(n.ExpertGate!, layer, expert));
+            using var u = _weights.View(TensorNames.Format(n.ExpertUp!, layer, expert));
+            using var d = _weights.View(TensorNames.Format(n.ExpertDown!, layer, expert));
+            return (g.Span.ToArray(), u.Span.ToArray(), d.Span.ToArray());
+        }
+        // Llama 4: gate_up [hidden, 2·inter] (gate columns first) and down [inter, hidden], used as x · M
+        var (gate, up, down) = (new float[inter * h], new float[inter * h], new float[h * inter]);
+        using (var gu = _weights.Slice(TensorNames.Format(n.FusedGateUp!, layer), expert))
+            for (int r = 0; r < h; r++)
+                for (int j = 0; j < inter; j++)
+                {
+                    gate[j * h + r] = gu.Span[r * 2 * inter + j];
+                    up[j * h + r] = gu.Span[r * 2 * inter + inter + j];
+                }
+        using (var dn = _weights.Slice(TensorNames.Format(n.FusedDown!, layer), expert))
+            for (int j = 0; j < inter; j++)
+                for (int r = 0; r < h; r++)
+                    down[r * inter + j] = dn.Span[j * h + r];
+        return (gate, up, down);
     }
 
     private void Project(ReadOnlySpan<float> input, string weight, string? bias, Span<float> output, int inDim, int outDim)

@@ -60,7 +60,7 @@ internal static class EvalCommand
                 {
                     double nll = 0;
                     long count = 0;
-                    foreach (var doc in ReadDocuments(file))
+                    foreach (var doc in TextDocuments.Read(file))
                     {
                         var ids = new List<int> { bos };
                         ids.AddRange(tokenizer.EncodeToIds(doc));
@@ -102,25 +102,6 @@ internal static class EvalCommand
             return 0;
         }));
         return command;
-    }
-
-    private static IEnumerable<string> ReadDocuments(string file)
-    {
-        int line = 0;
-        foreach (var raw in File.ReadLines(file))
-        {
-            line++;
-            if (raw.Length == 0) continue;
-            JsonElement row;
-            try { row = JsonDocument.Parse(raw).RootElement; }
-            catch (JsonException e) { throw new BehemothException($"{file}:{line}: not JSON ({e.Message})"); }
-            if (row.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
-                yield return t.GetString()!;
-            else if (row.TryGetProperty("en", out var en) && row.TryGetProperty("it", out var it))
-                yield return $"English: {en.GetString()}\nItalian: {it.GetString()}";
-            else
-                throw new BehemothException($"{file}:{line}: expected a \"text\" field or an \"en\"/\"it\" pair");
-        }
     }
 
     private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int target)

@@ -354,17 +354,33 @@ internal sealed class DecoderGraph
 
         // The router's rows for the experts this profile keeps, in graph order: a pruned layer routes among those only.
         int[] kept = _plan.Kept(_profile, layer);
-        string router = kept.SequenceEqual(Enumerable.Range(0, m.NumExperts))
-            ? _w.Float(L(n.Router), m.NumExperts, h)
-            : _w.Add($"{L(n.Router)}.experts.{ExpertPlan.Key(kept)}", [kept.Length, h], () =>
+        var own = _plan.Profile(_profile).Weights;
+        string router;
+        if (own?.Routers.TryGetValue(layer, out var refitted) == true)
+        {
+            // refitted rows are given in ascending id order; the graph's order is kept's
+            var ascending = kept.Order().ToArray();
+            router = _w.Add($"{L(n.Router)}.{_profile}", [kept.Length, h],
+                () => kept.SelectMany(e => refitted.AsSpan(Array.IndexOf(ascending, e) * h, h).ToArray()).ToArray());
+        }
+        else if (kept.SequenceEqual(Enumerable.Range(0, m.NumExperts)))
+            router = _w.Float(L(n.Router), m.NumExperts, h);
+        else
+            router = _w.Add($"{L(n.Router)}.experts.{ExpertPlan.Key(kept)}", [kept.Length, h], () =>
             {
                 float[] all = _w.Read(L(n.Router), m.NumExperts, h);
                 return kept.SelectMany(e => all.AsSpan(e * h, h).ToArray()).ToArray();
             });
         string logits = Gemm(x, router, null);                                            // [tokens, kept experts]
-        string routed = UsesFusedMoe(_c, _o)
-            ? FusedMoe.Write(_g, _w, _c, layer, x, logits, _plan.StorageOrder(layer), kept.Length)
-            : DecomposedMoe.Write(_g, _w, _c, layer, x, logits, kept);
+        // a distilled expert is this profile's own tensor; the others are the checkpoint's, shared
+        ExpertMatrices? Replaced(int e) => own?.Experts.GetValueOrDefault((layer, e));
+        string routed;
+        if (!UsesFusedMoe(_c, _o))
+            routed = DecomposedMoe.Write(_g, _w, _c, layer, x, logits, kept, Replaced, _profile);
+        else if (_plan.OwnStack(_profile, layer))
+            routed = FusedMoe.Write(_g, _w, _c, layer, x, logits, kept, kept.Length, Replaced, $"model.layers.{layer}.moe.{_profile}");
+        else
+            routed = FusedMoe.Write(_g, _w, _c, layer, x, logits, _plan.StorageOrder(layer), kept.Length, null, $"model.layers.{layer}.moe");
 
         if (m.SharedIntermediate <= 0 || n.SharedGate is null) return routed;
         string shared = SwiGlu(L(n.SharedGate), L(n.SharedUp!), L(n.SharedDown!), x, m.SharedIntermediate);

@@ -13,7 +13,9 @@ namespace Behemoth.Exporter.Export;
 internal static class DecomposedMoe
 {
     /// <param name="kept">The original ids of the experts this graph routes to; <paramref name="logits"/> column i is expert kept[i].</param>
-    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] kept)
+    /// <param name="replaced">A profile's distilled experts (null: the checkpoint's, shared by every profile).</param>
+    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] kept,
+        Func<int, ExpertMatrices?>? replaced = null, string? profile = null)
     {
         var m = c.Moe;
         var top = g.OpMulti("TopK", [logits, g.Int64Vector(m.TopK)], 2, Attr(("axis", -1), ("largest", 1), ("sorted", 1)));
@@ -42,23 +44,24 @@ internal static class DecomposedMoe
             string we = g.Op("Unsqueeze", [g.Op("Gather", [weight, rows], Attr(("axis", 0))), g.Int64Vector(1)]);
             string output;
             if (m.Router == RouterKind.TopKSigmoid)
-                output = Expert(g, w, c, layer, e, g.Op("Mul", [xe, we]));                       // Llama 4 scales the input
+                output = Expert(g, w, c, layer, e, g.Op("Mul", [xe, we]), replaced?.Invoke(e), profile);   // Llama 4 scales the input
             else
-                output = g.Op("Mul", [Expert(g, w, c, layer, e, xe), we]);
+                output = g.Op("Mul", [Expert(g, w, c, layer, e, xe, replaced?.Invoke(e), profile), we]);
             y = g.Op("ScatterND", [y, g.Op("Unsqueeze", [rows, g.Int64Vector(1)]), output], Attr(("reduction", "add")));
         }
         return y;
     }
 
     /// <summary>down(silu(gate(x)) · up(x)) for expert e, each projection an nn.Linear [out, in] in the export's precision.</summary>
-    private static string Expert(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, int e, string x)
+    private static string Expert(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, int e, string x, ExpertMatrices? own, string? profile)
     {
         int h = c.HiddenSize, inter = c.Moe.ExpertIntermediate;
         var n = c.Names;
-        string prefix = $"model.layers.{layer}.experts.{e}";
+        string prefix = own is null ? $"model.layers.{layer}.experts.{e}" : $"model.layers.{layer}.experts.{e}.{profile}";
         // Read only when the expert is not stored yet (another profile's graph may have written it).
         var weights = new Lazy<(float[] Gate, float[] Up, float[] Down)>(() =>
         {
+            if (own is not null) return (own.Gate, own.Up, own.Down);
             if (c.Moe.Layout != ExpertLayout.Fused)
                 return (w.Read(TensorNames.Format(n.ExpertGate!, layer, e), inter, h),
                         w.Read(TensorNames.Format(n.ExpertUp!, layer, e), inter, h),

@@ -22,6 +22,13 @@ internal sealed partial class ExpertPlan
 
     private ExpertPlan(IReadOnlyList<ProfileSpec> profiles) => Profiles = profiles;
 
+    /// <summary>Whether <paramref name="profile"/> has replaced experts in <paramref name="layer"/>: then (fused form) it gets its own stack.</summary>
+    public bool OwnStack(string profile, int layer) => _own.Contains((profile, layer));
+
+    private readonly HashSet<(string, int)> _own = [];
+
+    public ProfileSpec Profile(string name) => Profiles.Single(p => p.Name == name);
+
     /// <summary>Per MoE layer, the original expert ids in the order they are stored.</summary>
     public int[] StorageOrder(int layer) => _storage[layer];
 
@@ -65,7 +72,13 @@ internal sealed partial class ExpertPlan
             }
             // Smallest set first; each must contain the one before. The stack lists the smallest set's experts, then
             // what the next set adds, and so on, so every profile's experts are a prefix.
-            var bySize = profiles.OrderBy(p => p.Experts[layer].Length).ToArray();
+            // A profile with its own (distilled) experts in this layer gets its own stack, in ascending id order.
+            foreach (var p in profiles.Where(p => p.Weights?.Experts.Keys.Any(k => k.Layer == layer) == true))
+            {
+                plan._own.Add((p.Name, layer));
+                plan._kept[(p.Name, layer)] = p.Experts[layer].Order().ToArray();
+            }
+            var bySize = profiles.Where(p => !plan._own.Contains((p.Name, layer))).OrderBy(p => p.Experts[layer].Length).ToArray();
             var order = new List<int>();
             ProfileSpec? previous = null;
             foreach (var p in bySize)
@@ -79,8 +92,13 @@ internal sealed partial class ExpertPlan
                 previous = p;
             }
             plan._storage[layer] = order.ToArray();
-            foreach (var p in profiles) plan._kept[(p.Name, layer)] = order.Take(p.Experts[layer].Length).ToArray();
+            foreach (var p in bySize) plan._kept[(p.Name, layer)] = order.Take(p.Experts[layer].Length).ToArray();
         }
+        foreach (var p in profiles.Where(p => p.Weights is not null))
+            foreach (var (layer, rows) in p.Weights!.Routers)
+                if (!moeLayers.Contains(layer) || rows.Length != p.Experts[layer].Length * c.HiddenSize)
+                    throw new BehemothException($"profile '{p.Name}', layer {layer}: the refitted router has {rows.Length} weights, expected "
+                        + $"{(moeLayers.Contains(layer) ? p.Experts[layer].Length * c.HiddenSize : 0)} (kept experts × hidden size)");
         return plan;
     }
 

@@ -55,4 +55,14 @@ public sealed record ExportOptions
 /// A device profile to write besides <c>full</c>: the routed experts it keeps, by original id, per MoE layer (a layer
 /// left out keeps all its experts). Each profile gets its own graph; the weights of every expert are stored once.
 /// </summary>
-public sealed record ProfileSpec(string Name, string Description, IReadOnlyDictionary<int, int[]> Experts);
+public sealed record ProfileSpec(string Name, string Description, IReadOnlyDictionary<int, int[]> Experts)
+{
+    /// <summary>Weights this profile changes (distillation): they are stored for this profile alone.</summary>
+    public ProfileWeights? Weights { get; init; }
+}
+
+/// <summary>One expert in nn.Linear layout: gate and up [intermediate, hidden], down [hidden, intermediate].</summary>
+public sealed record ExpertMatrices(float[] Gate, float[] Up, float[] Down);
+
+/// <summary>A profile's own weights: replaced experts by (layer, original id), and per layer the router rows of its kept experts in ascending id order.</summary>
+public sealed record ProfileWeights(IReadOnlyDictionary<(int Layer, int Expert), ExpertMatrices> Experts, IReadOnlyDictionary<int, float[]> Routers);

@@ -17,12 +17,23 @@ internal static class FusedMoe
 {
     /// <param name="storage">The layer's original expert ids in stack order.</param>
     /// <param name="keep">How many experts of the stack (a prefix) this graph routes to; <paramref name="logits"/> has one column each.</param>
-    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] storage, int keep)
+    /// <param name="replaced">A profile's distilled experts (null: the checkpoint's).</param>
+    /// <param name="stack">The stack's tensor name prefix (a profile with distilled experts has its own).</param>
+    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] storage, int keep,
+        Func<int, ExpertMatrices?>? replaced, string stack)
     {
         var m = c.Moe;
         int h = c.HiddenSize, inter = m.ExpertIntermediate;
-        var fc1 = w.ExpertStack($"model.layers.{layer}.moe.fc1", m.NumExperts, keep, 2 * inter, h, (i, block) => ExpertFc1(w, c, layer, storage[i], block));
-        var fc2 = w.ExpertStack($"model.layers.{layer}.moe.fc2", m.NumExperts, keep, h, inter, (i, block) => ExpertFc2(w, c, layer, storage[i], block));
+        var fc1 = w.ExpertStack($"{stack}.fc1", storage.Length, keep, 2 * inter, h, (i, block) =>
+        {
+            if (replaced?.Invoke(storage[i]) is { } own) Interleave(own.Gate, own.Up, inter, h, block);
+            else ExpertFc1(w, c, layer, storage[i], block);
+        });
+        var fc2 = w.ExpertStack($"{stack}.fc2", storage.Length, keep, h, inter, (i, block) =>
+        {
+            if (replaced?.Invoke(storage[i]) is { } own) own.Down.CopyTo(block);
+            else ExpertFc2(w, c, layer, storage[i], block);
+        });
 
         string input = x;
         bool normalize = m.NormTopKProb;
@@ -66,8 +77,12 @@ internal static class FusedMoe
                 }
             return;
         }
-        float[] gate = w.Read(TensorNames.Format(n.ExpertGate!, layer, e), inter, h);
-        float[] up = w.Read(TensorNames.Format(n.ExpertUp!, layer, e), inter, h);
+        Interleave(w.Read(TensorNames.Format(n.ExpertGate!, layer, e), inter, h), w.Read(TensorNames.Format(n.ExpertUp!, layer, e), inter, h), inter, h, block);
+    }
+
+    /// <summary>Gate and up [inter, hidden] into fc1's interleaved rows: 2j the gate's row j, 2j+1 the up projection's.</summary>
+    private static void Interleave(float[] gate, float[] up, int inter, int h, Span<float> block)
+    {
         for (int j = 0; j < inter; j++)
         {
             gate.AsSpan(j * h, h).CopyTo(block.Slice(2 * j * h, h));

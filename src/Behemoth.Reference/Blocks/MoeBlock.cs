@@ -25,7 +25,7 @@ internal static class MoeBlock
 
         var routes = new List<Routing>(seq * m.TopK);
         for (int t = 0; t < seq; t++)
-            Route(m, logits.AsSpan(t * m.NumExperts, m.NumExperts), t, routes);
+            Router.Route(m, logits.AsSpan(t * m.NumExperts, m.NumExperts), t, routes);
         trace?.AddRange(routes);
 
         y[..(seq * h)].Clear();
@@ -66,35 +66,5 @@ internal static class MoeBlock
                 TensorPrimitives.Multiply(shared.AsSpan(t * h, h), (float)(1 / (1 + Math.Exp(-gate[t]))), shared.AsSpan(t * h, h));
         }
         TensorPrimitives.Add(y[..(seq * h)], shared, y[..(seq * h)]);
-    }
-
-    /// <summary>Top-k experts of one token and their weights, per the architecture's router.</summary>
-    private static void Route(MoeSpec m, ReadOnlySpan<float> logits, int token, List<Routing> routes)
-    {
-        var order = Enumerable.Range(0, logits.Length).ToArray();
-        var keys = logits.ToArray();
-        // Descending by logit; softmax is monotonic, so the top-k of logits and of probabilities agree.
-        Array.Sort(keys.Select(k => -k).ToArray(), order);
-        var top = order.AsSpan(0, m.TopK);
-
-        if (m.Router == RouterKind.TopKSigmoid)
-        {
-            // router_scores = sigmoid(top-k logits); the others are sigmoid(-inf) = 0.
-            foreach (int e in top) routes.Add(new Routing(token, e, (float)(1 / (1 + Math.Exp(-logits[e])))));
-            return;
-        }
-
-        // routing_weights = softmax(router_logits, dtype=float); topk; optionally renormalise over the top-k.
-        double max = double.NegativeInfinity;
-        foreach (float v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        foreach (float v in logits) sum += Math.Exp(v - max);
-        double topSum = 0;
-        foreach (int e in top) topSum += Math.Exp(logits[e] - max) / sum;
-        foreach (int e in top)
-        {
-            double p = Math.Exp(logits[e] - max) / sum;
-            routes.Add(new Routing(token, e, (float)(m.NormTopKProb ? p / topSum : p)));
-        }
     }
 }

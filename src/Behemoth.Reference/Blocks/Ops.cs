@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace Behemoth.Reference.Blocks;
 
 /// <summary>The elementary operations, on row-major float32 buffers. Reductions that set a scale run in double.</summary>
-internal static class Ops
+public static class Ops
 {
     /// <summary>
     /// RMSNorm over each row of <paramref name="x"/> [rows, n]: y = w ⊙ x / sqrt(mean(x²) + eps)

@@ -1,0 +1,86 @@
+using Behemoth.Exporter.Export;
+using Behemoth.Formats.Errors;
+using Behemoth.Reference;
+
+namespace Behemoth.Exporter.Pruning;
+
+/// <summary>One profile to carve: its name, the calibration domains it is for, and how many experts it keeps from scores.</summary>
+public sealed record CarveTarget(string Name, string Description, IReadOnlyDictionary<string, double> Domains,
+    Func<IReadOnlyDictionary<int, double[]>, Dictionary<int, int[]>> Choose);
+
+/// <summary>
+/// From profiling statistics to device profiles: ranks experts by a criterion on each target's domain mix, keeps what
+/// the target allows, and distils the dropped experts into the kept ones when asked. The result goes to
+/// <see cref="ExportOptions.Profiles"/>.
+/// </summary>
+public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<string, CalibrationDomain> calibration)
+{
+    /// <summary>Tokens per layer the reconstruction criterion and refit use at most (spread over the target's domains).</summary>
+    public int MaxTokens { get; init; } = 4096;
+
+    public int Seed { get; init; } = 1234;
+
+    private readonly Dictionary<string, CalibrationActivations> _activations = new();
+
+    public ProfileSpec Carve(CarveTarget target, PruningCriterion criterion, Distillation distillation, IProgress<string>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var mixed = stats.Mix(target.Domains, $"profile '{target.Name}'");
+        bool needActivations = criterion == PruningCriterion.Reconstruction || distillation == Distillation.Refit;
+        var inputs = new Dictionary<int, ReconstructionInputs>();
+        ReconstructionInputs Inputs(int layer) => inputs.TryGetValue(layer, out var r) ? r : inputs[layer] = BuildInputs(layer, target.Domains, cancellationToken);
+        var scores = Criteria.Scores(criterion, mixed, Seed, needActivations ? Inputs : null);
+        var kept = target.Choose(scores);
+        progress?.Report($"{target.Name}: {criterion.ToString().ToLowerInvariant()} keeps {kept.Values.Sum(k => k.Length)} of "
+            + $"{stats.Model.Experts * kept.Count} experts");
+
+        ProfileWeights? weights = null;
+        if (distillation != Distillation.None)
+        {
+            var experts = new Dictionary<(int, int), ExpertMatrices>();
+            var routers = new Dictionary<int, float[]>();
+            foreach (var (layer, ids) in kept)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (ids.Length == stats.Model.Experts) continue;
+                var math = new MoeLayerMath(model, layer);
+                if (distillation == Distillation.Merge)
+                    foreach (var (key, value) in Distiller.Merge(math, ids, mixed[layer].Frequency)) experts[key] = value;
+                else
+                {
+                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer));
+                    foreach (var (key, value) in refitted) experts[key] = value;
+                    routers[layer] = router;
+                }
+            }
+            weights = new ProfileWeights(experts, routers);
+            progress?.Report($"{target.Name}: {distillation.ToString().ToLowerInvariant()} rewrote {experts.Count} experts and {routers.Count} routers");
+        }
+        return new ProfileSpec(target.Name, target.Description, kept) { Weights = weights };
+    }
+
+    /// <summary>A layer's calibration inputs over the target's domains, each domain weighted by its share, at most MaxTokens tokens.</summary>
+    private ReconstructionInputs BuildInputs(int layer, IReadOnlyDictionary<string, double> mix, CancellationToken ct)
+    {
+        int h = model.Config.HiddenSize;
+        double total = mix.Values.Sum();
+        var rows = new List<float>();
+        var tokenWeights = new List<double>();
+        foreach (var (name, share) in mix)
+        {
+            if (!_activations.TryGetValue(name, out var act))
+                _activations[name] = act = CalibrationActivations.Collect(model, calibration(name).Sequences, ct);
+            int take = Math.Max(1, (int)(MaxTokens * share / total));
+            var x = act.Inputs[layer];
+            // evenly spaced tokens, so every part of the domain's text is represented
+            var picked = Enumerable.Range(0, Math.Min(take, act.Tokens)).Select(i => (int)((long)i * act.Tokens / Math.Min(take, act.Tokens))).ToArray();
+            foreach (int t in picked)
+            {
+                rows.AddRange(x.AsSpan(t * h, h).ToArray());
+                tokenWeights.Add(share / total / picked.Length);
+            }
+        }
+        if (tokenWeights.Count == 0) throw new BehemothException("no calibration tokens for the reconstruction criterion or refit");
+        return new ReconstructionInputs(new MoeLayerMath(model, layer), rows.ToArray(), tokenWeights.ToArray());
+    }
+}
