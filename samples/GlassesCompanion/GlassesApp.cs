@@ -207,6 +207,7 @@ public static class GlassesApp
         try
         {
             await context.Response.StartAsync(aborted).ConfigureAwait(false);
+            await context.Response.Body.FlushAsync(aborted).ConfigureAwait(false);     // the headers go out now, before the prefill
             await foreach (var piece in TextGenerator.GenerateAsync(model.Session, model.Tokenizer, prompt, generation, stats, aborted).ConfigureAwait(false))
                 await WriteEventAsync(context.Response, "piece", JsonSerializer.Serialize(new PieceEvent(piece), GlassesJson.Default.PieceEvent), aborted).ConfigureAwait(false);
             var done = new DoneEvent(stats.TimeToFirstToken?.TotalMilliseconds, stats.DecodeTokensPerSecond, stats.PromptTokens, stats.GeneratedTokens,
@@ -214,8 +215,10 @@ public static class GlassesApp
             await WriteEventAsync(context.Response, "done", JsonSerializer.Serialize(done, GlassesJson.Default.DoneEvent), aborted).ConfigureAwait(false);
             monitor.Complete();
         }
-        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        catch (Exception) when (aborted.IsCancellationRequested)
         {
+            // the client went away: an OperationCanceledException, or ONNX Runtime's own error when the run it was in
+            // is terminated by the cancellation
             monitor.Cancel();
             log.LogDebug("Client went away; generation stopped after {Tokens} tokens", stats.GeneratedTokens);
         }
