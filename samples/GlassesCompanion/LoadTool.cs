@@ -49,7 +49,7 @@ public static class LoadTool
         WebApplication? app = null;
         if (url is null)
         {
-            app = await GlassesApp.CreateAsync([.. appArgs, "--urls", "http://127.0.0.1:0"], b => b.Logging.SetMinimumLevel(LogLevel.Warning));
+            app = await GlassesApp.CreateAsync(["--Logging:LogLevel:Default", "Warning", .. appArgs, "--urls", "http://127.0.0.1:0"]);
             await app.StartAsync();
             url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         }
