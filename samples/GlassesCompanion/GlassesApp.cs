@@ -88,8 +88,13 @@ public static class GlassesApp
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         var text = new StringBuilder();
         text.AppendLine($"Glasses companion: {model.Session.Directory} profile '{model.Session.Profile}' on {model.Session.Provider}");
-        foreach (var address in addresses)
+        foreach (var bound in addresses)
+        {
+            // a wildcard address is not one to open: the glasses need this machine's address on their network
+            var uri = new Uri(bound.Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal));
+            string address = uri.Host is "0.0.0.0" or "[::]" ? $"{uri.Scheme}://<this machine's address>:{uri.Port}" : bound;
             text.AppendLine(pairing.Required ? $"  HUD: {address}/?{Pairing.Query}={pairing.Token}" : $"  HUD: {address}/");
+        }
         if (pairing.Required)
             text.AppendLine($"  Pairing token (shown once): {pairing.Token}  (header {Pairing.Header}, or ?{Pairing.Query}= in the page address)");
         Console.Out.Write(text.ToString());
