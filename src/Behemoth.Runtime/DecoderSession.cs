@@ -104,7 +104,15 @@ public sealed class DecoderSession : IDisposable
 
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        _session.RunWithBinding(runOptions, binding);
+        try
+        {
+            _session.RunWithBinding(runOptions, binding);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Terminate makes ONNX Runtime fail the run; the caller asked for a cancellation, so that is what it gets
+            throw new OperationCanceledException(cancellationToken);
+        }
         cancellationToken.ThrowIfCancellationRequested();
 
         string[] names = binding.GetOutputNames();
