@@ -10,4 +10,6 @@ root.Subcommands.Add(ExportCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(BatchCommand.Create());
+root.Subcommands.Add(BatchMergeCommand.Create());
 return root.Parse(args).Invoke();
