@@ -28,7 +28,7 @@ internal static class CliErrors
         {
             return action();
         }
-        catch (Exception e) when (e is BehemothException or Behemoth.Package.PackageFormatException or Behemoth.Package.ProfileBudgetException or NotSupportedException or Behemoth.Runtime.ExecutionProviderException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is BehemothException or Behemoth.Package.PackageFormatException or Behemoth.Package.ProfileBudgetException or NotSupportedException or Behemoth.Runtime.ExecutionProviderException or Behemoth.Runtime.Batch.BatchJobException or IOException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             if (verbose) Console.Error.WriteLine(e);

@@ -12,4 +12,6 @@ root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(PlanCommand.Create());
+root.Subcommands.Add(BatchCommand.Create());
+root.Subcommands.Add(BatchMergeCommand.Create());
 return root.Parse(args).Invoke();

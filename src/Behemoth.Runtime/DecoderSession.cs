@@ -41,8 +41,15 @@ public sealed class DecoderSession : IDisposable
 
     /// <summary>Opens <paramref name="profile"/> on <paramref name="provider"/> (see <see cref="ExecutionProviders"/>).</summary>
     public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, CancellationToken cancellationToken = default)
+        => Open(packageDirectory, profile, provider, intraOpThreads: 0, cancellationToken);
+
+    /// <summary>As above, with ONNX Runtime's intra-op thread pool limited to <paramref name="intraOpThreads"/> threads
+    /// (0: its default, one per core). Several workers running one session at once each use that many threads.</summary>
+    public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, CancellationToken cancellationToken = default)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
         using var options = ExecutionProviders.Create(provider, out var chosen);
+        if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
         var manifest = PackageReader.ReadManifest(packageDirectory);
         if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != "decomposed")
             throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
@@ -58,10 +65,15 @@ public sealed class DecoderSession : IDisposable
     /// </summary>
     public static DecoderSession OpenWithinBudget(string packageDirectory, long memoryBudgetBytes, int contextTokens, ExecutionProvider provider = ExecutionProvider.Auto,
         CancellationToken cancellationToken = default)
+        => OpenWithinBudget(packageDirectory, memoryBudgetBytes, contextTokens, provider, intraOpThreads: 0, cancellationToken);
+
+    /// <summary>As above, with at most <paramref name="intraOpThreads"/> ONNX Runtime threads per run (0: its default).</summary>
+    public static DecoderSession OpenWithinBudget(string packageDirectory, long memoryBudgetBytes, int contextTokens, ExecutionProvider provider, int intraOpThreads,
+        CancellationToken cancellationToken = default)
     {
         var manifest = PackageReader.ReadManifest(packageDirectory);
         string profile = ProfileSelection.Largest(manifest, packageDirectory, memoryBudgetBytes, Math.Min(contextTokens, manifest.Model.ContextLength));
-        return Open(packageDirectory, profile, provider, cancellationToken);
+        return Open(packageDirectory, profile, provider, intraOpThreads, cancellationToken);
     }
 
     /// <summary>An empty KV cache for one sequence (dispose it when the sequence is done).</summary>

@@ -22,14 +22,15 @@ internal sealed class ProfileChoice
     }
 
     /// <param name="contextTokens">The sequence length the KV cache must hold, for the budget.</param>
-    public DecoderSession Open(ParseResult parse, string package, int contextTokens, ExecutionProvider provider, CancellationToken cancellationToken)
+    /// <param name="intraOpThreads">ONNX Runtime threads per run (0: its default).</param>
+    public DecoderSession Open(ParseResult parse, string package, int contextTokens, ExecutionProvider provider, CancellationToken cancellationToken, int intraOpThreads = 0)
     {
         string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget);
         if (profile is not null && budget is not null)
             throw new BehemothException("give --profile or --memory-budget, not both");
         return budget is null
-            ? DecoderSession.Open(package, profile ?? "full", provider, cancellationToken)
-            : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, cancellationToken);
+            ? DecoderSession.Open(package, profile ?? "full", provider, intraOpThreads, cancellationToken)
+            : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, intraOpThreads, cancellationToken);
     }
 
     /// <summary>"512MB", "1.5GB", "300MiB", "2G", or plain bytes. MB and GB are powers of ten, MiB and GiB of two.</summary>

@@ -1,0 +1,139 @@
+using System.CommandLine;
+using System.Globalization;
+using Behemoth.Formats.Errors;
+using Behemoth.Runtime.Batch;
+using Behemoth.Runtime.Generation;
+using Behemoth.Runtime.Text;
+using Spectre.Console;
+
+namespace Behemoth.Cli.Commands;
+
+/// <summary>
+/// <c>behemoth batch</c>: a JSON-lines file of prompts through a package into a JSON-lines file of results, resumable
+/// (a rerun of the same command skips what is done), with several workers and deterministic sharding.
+/// The job itself is <see cref="BatchJob"/> in the runtime SDK; this adds options, the session and progress.
+/// </summary>
+internal static class BatchCommand
+{
+    public static Command Create()
+    {
+        var package = new Argument<string>("package") { Description = "Behemoth package directory" };
+        var input = new Option<string>("--in") { Description = "Prompts: one JSON object per line, {\"id\": …, \"prompt\": \"…\"} with optional max_tokens, temperature, top_k, top_p, seed, repetition_penalty, stop", Required = true };
+        var output = new Option<string>("--out") { Description = "Results, appended one JSON line per prompt; rerunning the same command resumes it", Required = true };
+        var choice = new ProfileChoice();
+        var parallel = new Option<int>("--parallel") { Description = "Prompts generated at once (workers over one session)", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per worker (0 = cores / --parallel when --parallel > 1, else ONNX Runtime's default)", DefaultValueFactory = _ => 0 };
+        var shard = new Option<string>("--shard") { Description = "Run shard i of N (i/N, i from 0), e.g. --shard $JOB_COMPLETION_INDEX/4; lines go to shards by a hash of their id", DefaultValueFactory = _ => "0/1" };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most new tokens per prompt (a line's max_tokens overrides)", DefaultValueFactory = _ => 128 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy (a line's temperature overrides)", DefaultValueFactory = _ => 0f };
+        var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { Description = "Sample within this probability mass", DefaultValueFactory = _ => 1f };
+        var penalty = new Option<float>("--repetition-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f };
+        var seed = new Option<int?>("--seed") { Description = "Seed of every line's own sampler (a line's seed overrides): same seed, same text, whatever else runs" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop strings (repeatable); \\n is a newline", AllowMultipleArgumentsPerToken = false };
+        var logEvery = new Option<double>("--log-interval") { Description = "Seconds between progress lines on stderr when it is not a terminal", DefaultValueFactory = _ => 10 };
+        var provider = ProviderOption.Create();
+        var command = new Command("batch", "Generate for every prompt of a JSON-lines file, resumably, in parallel and in shards")
+        {
+            package, input, output, parallel, threads, shard, maxTokens, temperature, topK, topP, penalty, seed, stop, logEvery, provider,
+        };
+        choice.AddTo(command);
+        command.SetAction((parse, cancellationToken) => CliErrors.RunAsync(parse, async () =>
+        {
+            string dir = parse.GetValue(package)!;
+            var defaults = new GenerationOptions
+            {
+                MaxNewTokens = parse.GetValue(maxTokens),
+                Temperature = parse.GetValue(temperature),
+                TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP),
+                RepetitionPenalty = parse.GetValue(penalty),
+                Seed = parse.GetValue(seed),
+                StopStrings = (parse.GetValue(stop) ?? []).Select(s => s.Replace("\\n", "\n", StringComparison.Ordinal)).ToArray(),
+            };
+            try
+            {
+                defaults.Validate();
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                throw new BehemothException($"invalid generation option {e.ParamName}: {e.Message.Split(" (Parameter")[0]}");
+            }
+            int workers = parse.GetValue(parallel);
+            if (workers < 1) throw new BehemothException($"--parallel {workers}: give at least 1");
+            int perWorker = parse.GetValue(threads);
+            if (perWorker < 0) throw new BehemothException($"--threads {perWorker}: give 0 (automatic) or more");
+            if (perWorker == 0 && workers > 1) perWorker = Math.Max(1, Environment.ProcessorCount / workers);
+            var job = new BatchJobOptions { Parallelism = workers, Shard = BatchShard.Parse(parse.GetValue(shard)!) };
+
+            string inPath = parse.GetValue(input)!, outPath = parse.GetValue(output)!;
+            var lines = BatchInput.Read(inPath, defaults);
+            using var session = choice.Open(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken, perWorker);
+            var tokenizer = ModelTokenizer.Load(dir);
+            using var results = BatchResultFile.Open(outPath);
+            if (results.DroppedBytes > 0)
+                Console.Error.WriteLine($"{outPath}: dropped a torn last line ({results.DroppedBytes} bytes) left by an interrupted run");
+            int already = results.FinishedKeys.Count;
+            if (already > 0) Console.Error.WriteLine($"{outPath}: resuming, {already} line(s) already done");
+
+            BatchProgress final;
+            if (!Console.IsOutputRedirected && !Console.IsErrorRedirected)
+                final = await WithProgressBarAsync(p => BatchJob.RunAsync(session, tokenizer, lines, results, job, p, cancellationToken), job.Shard);
+            else
+            {
+                var log = new LogProgress(TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(logEvery))));
+                final = await BatchJob.RunAsync(session, tokenizer, lines, results, job, log, cancellationToken);
+            }
+            Console.Error.WriteLine($"done: {final.Total} line(s) of shard {job.Shard} in {outPath} ({final.DoneThisRun} this run, {final.Errors} error record(s)); "
+                + $"{final.GeneratedTokens} tokens in {final.Elapsed.TotalSeconds:F1} s = {final.TokensPerSecond:F1} tokens/s with {workers} worker(s)");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>A Spectre.Console bar on stderr: lines done, ETA, tokens/s.</summary>
+    private static async Task<BatchProgress> WithProgressBarAsync(Func<IProgress<BatchProgress>, Task<BatchProgress>> run, BatchShard shard)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        BatchProgress? result = null;
+        await console.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask(shard.Count == 1 ? "batch" : $"shard {shard}");
+                result = await run(new BarProgress(task));
+            });
+        return result!;
+    }
+
+    private sealed class BarProgress(ProgressTask task) : IProgress<BatchProgress>
+    {
+        public void Report(BatchProgress value)
+        {
+            task.MaxValue = Math.Max(1, value.Total);
+            task.Value = value.Done;
+            task.Description = string.Create(CultureInfo.InvariantCulture,
+                $"{value.Done}/{value.Total} lines, {value.Errors} errors, {value.TokensPerSecond:F1} tokens/s");
+        }
+    }
+
+    /// <summary>Plain progress lines on stderr, at most one per interval (and the first and last).</summary>
+    private sealed class LogProgress(TimeSpan interval) : IProgress<BatchProgress>
+    {
+        private readonly Lock _gate = new();
+        private TimeSpan? _last;
+
+        public void Report(BatchProgress value)
+        {
+            lock (_gate)
+            {
+                if (value.Done < value.Total && _last is { } last && value.Elapsed - last < interval) return;
+                _last = value.Elapsed;
+                string eta = value.Remaining is { } r ? r.ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture) : "?";
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"batch: {value.Done}/{value.Total} lines ({value.Errors} errors this run), {value.TokensPerSecond:F1} tokens/s, ETA {eta}"));
+            }
+        }
+    }
+}

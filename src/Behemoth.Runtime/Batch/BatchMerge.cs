@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Text;
+
+namespace Behemoth.Runtime.Batch;
+
+/// <summary>
+/// Joins the results files of the shards of one job into one file, checking that every record appears once.
+/// With the input file, it also checks that every input line has a record (and nothing else does) and writes the
+/// records in input order; without it, records are sorted: number ids by value, then string ids by ordinal
+/// (UTF-16) order, then the records keyed by line number ("line") by that number.
+/// </summary>
+public static class BatchMerge
+{
+    /// <summary>Merges <paramref name="shardFiles"/> into <paramref name="outputPath"/> (through a temporary file renamed into place).</summary>
+    /// <param name="inputLines">The job's input (from <see cref="BatchInput.Read"/>), or null to sort instead.</param>
+    /// <returns>The number of records written.</returns>
+    /// <exception cref="BatchJobException">A shard file is incomplete, a record is in two places, or (with the input) a line has no record or a record no line.</exception>
+    public static int Merge(IReadOnlyList<string> shardFiles, string outputPath, IReadOnlyList<BatchLine>? inputLines = null)
+    {
+        ArgumentNullException.ThrowIfNull(shardFiles);
+        ArgumentException.ThrowIfNullOrEmpty(outputPath);
+        if (shardFiles.Count == 0) throw new BatchJobException("no results files to merge");
+
+        var records = new Dictionary<string, (BatchRecord Record, string File)>(StringComparer.Ordinal);
+        foreach (string file in shardFiles)
+            foreach (var record in BatchRecord.ReadAll(file))
+                if (!records.TryAdd(record.Key, (record, file)))
+                    throw new BatchJobException($"{BatchResultFile.Describe(record.Key)} has a record in both {records[record.Key].File} and {file}"
+                        + (records[record.Key].File == file ? " (twice)" : "") + ": were two jobs given the same --shard?");
+
+        IEnumerable<BatchRecord> ordered;
+        if (inputLines is not null)
+        {
+            var missing = inputLines.Where(l => !records.ContainsKey(l.Key)).ToArray();
+            if (missing.Length > 0)
+                throw new BatchJobException($"{missing.Length} input line(s) have no record, e.g. {string.Join(", ", missing.Take(5).Select(l => BatchResultFile.Describe(l.Key)))}: "
+                    + "a shard is missing or unfinished (rerun its job)");
+            var known = inputLines.Select(l => l.Key).ToHashSet(StringComparer.Ordinal);
+            var extra = records.Keys.Where(k => !known.Contains(k)).ToArray();
+            if (extra.Length > 0)
+                throw new BatchJobException($"{extra.Length} record(s) match no input line, e.g. {string.Join(", ", extra.Take(5).Select(BatchResultFile.Describe))}: were the shards run on another input?");
+            ordered = inputLines.Select(l => records[l.Key].Record);
+        }
+        else
+            ordered = records.Values.Select(v => v.Record).OrderBy(r => r.Key, KeyOrder.Instance);
+
+        var list = ordered.ToList();
+        string full = Path.GetFullPath(outputPath);
+        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                foreach (var record in list)
+                    stream.Write(Encoding.UTF8.GetBytes(record.Text + "\n"));
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        return list.Count;
+    }
+
+    /// <summary>Number ids by value (then as written), then string ids ordinally, then line-keyed records by line.</summary>
+    private sealed class KeyOrder : IComparer<string>
+    {
+        public static KeyOrder Instance { get; } = new();
+
+        public int Compare(string? a, string? b)
+        {
+            int ra = Rank(a!), rb = Rank(b!);
+            if (ra != rb) return ra.CompareTo(rb);
+            return ra switch
+            {
+                0 => decimal.TryParse(a![2..], NumberStyles.Float, CultureInfo.InvariantCulture, out var x)
+                     && decimal.TryParse(b![2..], NumberStyles.Float, CultureInfo.InvariantCulture, out var y) && x != y
+                    ? x.CompareTo(y) : string.CompareOrdinal(a, b),
+                2 => long.Parse(a![5..], CultureInfo.InvariantCulture).CompareTo(long.Parse(b![5..], CultureInfo.InvariantCulture)),
+                _ => string.CompareOrdinal(a, b),
+            };
+        }
+
+        private static int Rank(string key) => key[0] switch { 'n' => 0, 's' => 1, _ => 2 };
+    }
+}
