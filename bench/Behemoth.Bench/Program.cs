@@ -6,4 +6,5 @@ root.Subcommands.Add(ExportMemoryBench.Create());
 root.Subcommands.Add(ExportMemoryBench.CreateChild());
 root.Subcommands.Add(GenAiGreedy.Create());
 root.Subcommands.Add(GenAiCompare.Create());
+root.Subcommands.Add(PruningTable.Create());
 return root.Parse(args).Invoke();

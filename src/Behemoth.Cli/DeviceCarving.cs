@@ -72,7 +72,7 @@ internal sealed class DeviceCarving : IDisposable
         {
             var domain = _stats.Domains[name];
             var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, _statsPath)).ToArray();
-            return CalibrationSets.Load(name, files, tokenizer.Value, bos, eos, (int)domain.Tokens);
+            return CalibrationSets.Load(name, files, text => tokenizer.Value.EncodeToIds(text), bos, eos, (int)domain.Tokens);
         }) { Seed = seed };
     }
 

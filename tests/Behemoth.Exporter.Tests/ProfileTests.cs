@@ -103,19 +103,41 @@ public sealed class ProfileTests
     }
 
     [Fact]
-    public void Fused_form_refuses_profiles_whose_expert_sets_are_not_nested()
+    public void Fused_form_shares_one_stack_between_profiles_whose_sets_are_not_nested()
     {
-        var other = new ProfileSpec("other", "not nested with half", new Dictionary<int, int[]> { [0] = [2, 3, 5, 6] });
+        // half and other overlap without nesting: the stack is ordered so that each is a contiguous slice
+        var other = new ProfileSpec("other", "not nested with half", new Dictionary<int, int[]> { [0] = [2, 3, 5, 6], [1] = [0, 1, 2, 3] });
+        string golden = TestPaths.Golden("mixtral");
+        using var temp = new TempDirectory();
+        var alone = PackageExporter.Export(golden, temp.File("full"), new ExportOptions(), overwrite: false);
+        var both = PackageExporter.Export(golden, temp.File("pkg"), new ExportOptions { Profiles = [Half, other] }, overwrite: false);
+        var config = Formats.Architectures.ArchitectureRegistry.ReadDecoder(Formats.Architectures.ArchitectureRegistry.LoadConfig(golden));
+        Assert.InRange(both.WeightBytes - alone.WeightBytes, 0, 2L * 2 * 4 * config.HiddenSize * sizeof(float) + 4 * 4096);
+
+        int[] ids = JsonSerializer.Deserialize<int[]>(File.ReadAllText(Path.Combine(golden, "input_ids.json")))!;
+        foreach (var profile in new[] { Half, other })
+        {
+            using var reference = ReferenceModel.Load(WritePrunedMixtral(golden, temp.File("pruned-" + profile.Name), profile.Experts));
+            using var session = DecoderSession.Open(temp.File("pkg"), profile.Name);
+            AssertClose(reference.Forward(ids), session.Forward(ids, session.NewCache()), 1e-4, profile.Name);
+        }
+    }
+
+    [Fact]
+    public void Fused_form_refuses_sets_no_stack_order_makes_contiguous()
+    {
+        // {0,1}, {1,2}, {0,2}: a cycle, no order keeps all three contiguous
+        ProfileSpec P(string name, int[] ids) => new(name, "", new Dictionary<int, int[]> { [0] = ids });
         using var temp = new TempDirectory();
         var error = Assert.Throws<BehemothException>(() => PackageExporter.Export(TestPaths.Golden("mixtral"), temp.File("pkg"),
-            new ExportOptions { Profiles = [Half, other] }, overwrite: false));
+            new ExportOptions { Profiles = [P("a", [0, 1]), P("b", [1, 2]), P("c", [0, 2])] }, overwrite: false));
         Assert.Contains("layer 0", error.Message);
-        Assert.Contains("not nested", error.Message);
         Assert.Contains("--moe decomposed", error.Message);
         Assert.False(Directory.Exists(temp.File("pkg")));
 
-        // The decomposed form stores experts one by one, so any sets share.
-        PackageExporter.Export(TestPaths.Golden("mixtral"), temp.File("pkg"), new ExportOptions { Moe = MoeForm.Decomposed, Profiles = [Half, other] }, overwrite: false);
+        // the decomposed form stores experts one by one, so any sets share
+        PackageExporter.Export(TestPaths.Golden("mixtral"), temp.File("pkg"),
+            new ExportOptions { Moe = MoeForm.Decomposed, Profiles = [P("a", [0, 1]), P("b", [1, 2]), P("c", [0, 2])] }, overwrite: false);
     }
 
     [Theory]

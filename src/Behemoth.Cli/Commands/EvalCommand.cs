@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
 using Behemoth.Runtime;

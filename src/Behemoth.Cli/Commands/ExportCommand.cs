@@ -22,9 +22,16 @@ internal static class ExportCommand
         moe.AcceptOnlyFromAmong("fused", "decomposed");
         var maxContext = new Option<int>("--max-context") { Description = "Longest sequence the package supports (caps the RoPE tables)", DefaultValueFactory = _ => 8192 };
         var force = new Option<bool>("--force") { Description = "Replace an existing package at --out" };
-        var command = new Command("export", "Export a checkpoint to an ONNX package with the 'full' device profile")
+        var stats = new Option<string?>("--stats") { Description = "stats.json from behemoth profile (with --devices)" };
+        var devices = new Option<string[]>("--devices") { Description = "Device files: one profile per device besides 'full' (with --stats)", AllowMultipleArgumentsPerToken = true };
+        var criterion = new Option<string>("--criterion") { Description = "How experts are ranked: reap, frequency, reconstruction, random", DefaultValueFactory = _ => "reap" };
+        criterion.AcceptOnlyFromAmong("reap", "frequency", "reconstruction", "random");
+        var distil = new Option<string>("--distil") { Description = "What happens to dropped experts: none, merge (into the most similar kept one), refit (least squares)", DefaultValueFactory = _ => "none" };
+        distil.AcceptOnlyFromAmong("none", "merge", "refit");
+        var seed = new Option<int>("--seed") { Description = "Seed of the random criterion", DefaultValueFactory = _ => 1234 };
+        var command = new Command("export", "Export a checkpoint to an ONNX package: the 'full' profile, and one per device with --stats and --devices")
         {
-            model, output, quant, blockSize, moe, maxContext, force,
+            model, output, quant, blockSize, moe, maxContext, force, stats, devices, criterion, distil, seed,
         };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
@@ -38,11 +45,32 @@ internal static class ExportCommand
                 MaxContext = context,
             };
             var progress = new SyncProgress(message => Console.Error.WriteLine("  " + message));
+            var deviceFiles = parse.GetValue(devices) ?? [];
+            string? statsPath = parse.GetValue(stats);
+            if ((deviceFiles.Length > 0) != (statsPath is not null))
+                throw new BehemothException("--devices and --stats go together: the devices' experts are chosen from the profiling statistics");
+            if (statsPath is not null)
+            {
+                using var carving = new DeviceCarving(parse.GetValue(model)!, statsPath);
+                var c = DeviceCarving.ParseCriterion(parse.GetValue(criterion));
+                var d = DeviceCarving.ParseDistillation(parse.GetValue(distil));
+                var profiles = new List<ProfileSpec>();
+                foreach (var file in deviceFiles)
+                {
+                    var device = Behemoth.Exporter.Pruning.DeviceSpec.Read(file);
+                    if (device.Quant != options.Quant)
+                        throw new BehemothException($"{file}: device '{device.Name}' wants {device.Quantization} weights, the package is exported at "
+                            + $"{options.QuantName}; export one package per precision (--quant {device.Quantization})");
+                    profiles.Add(carving.Carve(device, c, d, options.BlockSize, parse.GetValue(seed), progress, CancellationToken.None));
+                }
+                options = options with { Profiles = profiles };
+            }
             var result = PackageExporter.Export(parse.GetValue(model)!, parse.GetValue(output)!, options, parse.GetValue(force), progress);
             var m = result.Manifest;
             Console.WriteLine($"{m.Architecture} → {result.Directory}");
             Console.WriteLine($"  quantization {m.Quantization.Weights}, MoE {m.MoeForm}, {result.GraphNodes:N0} graph nodes, {result.WeightBytes / 1e6:F1} MB of weights, {result.Elapsed.TotalSeconds:F1} s");
-            Console.WriteLine($"  profiles: {string.Join(", ", m.Profiles.Keys)}");
+            foreach (var (name, profile) in m.Profiles)
+                Console.WriteLine($"  profile {name}: {profile.Experts.Sum(l => l.ExpertIds.Count)} routed experts, {profile.WeightBytes / 1e6:F2} MB of weights");
             if (result.QuantErrors.Count > 0) PrintQuantErrors(result.QuantErrors);
             return 0;
         }));

@@ -41,8 +41,11 @@ internal static class ProfileCommand
                 : files.Select(f => (Path.GetFileNameWithoutExtension(f), new[] { f })).ToArray();
             foreach (var (name, group) in groups)
             {
-                var set = CalibrationSets.Load(name, group, tokenizer, bos, eos, parse.GetValue(maxTokens));
+                var set = CalibrationSets.Load(name, group, text => tokenizer.EncodeToIds(text), bos, eos, parse.GetValue(maxTokens));
                 Console.Error.WriteLine($"{name}: {set.Sequences.Sum(s => s.Length):N0} tokens from {string.Join(", ", group)}");
+                // sources are recorded relative to the stats file, so the pair can move together (export re-reads them for refit)
+                string statsDir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;
+                set = set with { Sources = group.Select(f => Path.GetRelativePath(statsDir, Path.GetFullPath(f))).ToArray() };
                 domains[name] = ExpertProfiler.ProfileDomain(reference, set, new Progress(m => Console.Error.WriteLine("  " + m)), cancellationToken);
             }
             var stats = new ExpertStats { Model = statsModel, Domains = domains };

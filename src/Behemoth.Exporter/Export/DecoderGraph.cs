@@ -378,9 +378,9 @@ internal sealed class DecoderGraph
         if (!UsesFusedMoe(_c, _o))
             routed = DecomposedMoe.Write(_g, _w, _c, layer, x, logits, kept, Replaced, _profile);
         else if (_plan.OwnStack(_profile, layer))
-            routed = FusedMoe.Write(_g, _w, _c, layer, x, logits, kept, kept.Length, Replaced, $"model.layers.{layer}.moe.{_profile}");
+            routed = FusedMoe.Write(_g, _w, _c, layer, x, logits, kept, 0, kept.Length, Replaced, $"model.layers.{layer}.moe.{_profile}");
         else
-            routed = FusedMoe.Write(_g, _w, _c, layer, x, logits, _plan.StorageOrder(layer), kept.Length, null, $"model.layers.{layer}.moe");
+            routed = FusedMoe.Write(_g, _w, _c, layer, x, logits, _plan.StorageOrder(layer), _plan.Start(_profile, layer), kept.Length, null, $"model.layers.{layer}.moe");
 
         if (m.SharedIntermediate <= 0 || n.SharedGate is null) return routed;
         string shared = SwiGlu(L(n.SharedGate), L(n.SharedUp!), L(n.SharedDown!), x, m.SharedIntermediate);

@@ -22,6 +22,11 @@ internal sealed partial class ExpertPlan
 
     private ExpertPlan(IReadOnlyList<ProfileSpec> profiles) => Profiles = profiles;
 
+    /// <summary>Where <paramref name="profile"/>'s experts start in <paramref name="layer"/>'s stack (they are contiguous).</summary>
+    public int Start(string profile, int layer) => _start.GetValueOrDefault((profile, layer));
+
+    private readonly Dictionary<(string, int), int> _start = new();
+
     /// <summary>Whether <paramref name="profile"/> has replaced experts in <paramref name="layer"/>: then (fused form) it gets its own stack.</summary>
     public bool OwnStack(string profile, int layer) => _own.Contains((profile, layer));
 
@@ -78,21 +83,16 @@ internal sealed partial class ExpertPlan
                 plan._own.Add((p.Name, layer));
                 plan._kept[(p.Name, layer)] = p.Experts[layer].Order().ToArray();
             }
-            var bySize = profiles.Where(p => !plan._own.Contains((p.Name, layer))).OrderBy(p => p.Experts[layer].Length).ToArray();
-            var order = new List<int>();
-            ProfileSpec? previous = null;
-            foreach (var p in bySize)
+            var sharing = profiles.Where(p => !plan._own.Contains((p.Name, layer))).ToArray();
+            int[] order = ContiguousOrder(layer, sharing, experts);
+            plan._storage[layer] = order;
+            foreach (var p in sharing)
             {
-                var set = p.Experts[layer];
-                if (previous is not null && !previous.Experts[layer].All(set.Contains))
-                    throw new BehemothException($"layer {layer}: profiles '{previous.Name}' and '{p.Name}' keep expert sets that are not nested "
-                        + $"([{string.Join(", ", previous.Experts[layer].Order())}] and [{string.Join(", ", set.Order())}]). The fused MoE form stores a "
-                        + "layer's experts as one stack and a profile shares a prefix of it; export with --moe decomposed to share any sets");
-                order.AddRange(set.Where(e => !order.Contains(e)).Order());
-                previous = p;
+                var set = p.Experts[layer].ToHashSet();
+                int start = Array.FindIndex(order, set.Contains);
+                plan._start[(p.Name, layer)] = start;
+                plan._kept[(p.Name, layer)] = order.Skip(start).Take(set.Count).ToArray();
             }
-            plan._storage[layer] = order.ToArray();
-            foreach (var p in bySize) plan._kept[(p.Name, layer)] = order.Take(p.Experts[layer].Length).ToArray();
         }
         foreach (var p in profiles.Where(p => p.Weights is not null))
             foreach (var (layer, rows) in p.Weights!.Routers)
@@ -100,6 +100,55 @@ internal sealed partial class ExpertPlan
                     throw new BehemothException($"profile '{p.Name}', layer {layer}: the refitted router has {rows.Length} weights, expected "
                         + $"{(moeLayers.Contains(layer) ? p.Experts[layer].Length * c.HiddenSize : 0)} (kept experts × hidden size)");
         return plan;
+    }
+
+    /// <summary>
+    /// An order of the layer's experts in which every profile's set is one contiguous run, so each profile's graph
+    /// references a slice of the one stack. Nested sets (profiles cut from one ranking) are prefixes, smallest first.
+    /// Otherwise experts are grouped by which profiles keep them, and the groups' orders are searched for one that
+    /// keeps every profile contiguous (always possible for two sets besides the full one).
+    /// </summary>
+    private static int[] ContiguousOrder(int layer, IReadOnlyList<ProfileSpec> profiles, int experts)
+    {
+        var sets = profiles.Select(p => p.Experts[layer].ToHashSet()).ToArray();
+        var bySize = Enumerable.Range(0, sets.Length).OrderBy(i => sets[i].Count).ToArray();
+        if (bySize.Zip(bySize.Skip(1)).All(pair => sets[pair.First].IsSubsetOf(sets[pair.Second])))
+        {
+            var nested = new List<int>();
+            foreach (int i in bySize) nested.AddRange(sets[i].Where(e => !nested.Contains(e)).Order());
+            nested.AddRange(Enumerable.Range(0, experts).Where(e => !nested.Contains(e)));
+            return nested.ToArray();
+        }
+        // groups of experts kept by the same profiles
+        var groups = Enumerable.Range(0, experts).GroupBy(e => string.Concat(sets.Select(s => s.Contains(e) ? '1' : '0')))
+            .Select(g => g.Order().ToArray()).ToArray();
+        if (groups.Length <= 8)
+            foreach (var permutation in Permutations(Enumerable.Range(0, groups.Length).ToArray()))
+            {
+                var order = permutation.SelectMany(g => groups[g]).ToArray();
+                if (sets.All(set => IsContiguous(order, set))) return order;
+            }
+        throw new BehemothException($"layer {layer}: the profiles {string.Join(", ", profiles.Select(p => $"'{p.Name}'"))} keep expert sets that no "
+            + "order of one stack makes contiguous for all of them. The fused MoE form stores a layer's experts as one stack and a profile "
+            + "shares a slice of it; export with --moe decomposed to share any sets");
+    }
+
+    private static bool IsContiguous(int[] order, HashSet<int> set)
+    {
+        int first = Array.FindIndex(order, set.Contains);
+        return first >= 0 && order.Skip(first).Take(set.Count).All(set.Contains);
+    }
+
+    private static IEnumerable<int[]> Permutations(int[] items)
+    {
+        if (items.Length <= 1)
+        {
+            yield return items;
+            yield break;
+        }
+        for (int i = 0; i < items.Length; i++)
+            foreach (var rest in Permutations([.. items[..i], .. items[(i + 1)..]]))
+                yield return [items[i], .. rest];
     }
 
     /// <summary>A short stable name for a list of expert ids (names a profile's router rows).</summary>

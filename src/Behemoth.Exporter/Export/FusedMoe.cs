@@ -16,20 +16,21 @@ namespace Behemoth.Exporter.Export;
 internal static class FusedMoe
 {
     /// <param name="storage">The layer's original expert ids in stack order.</param>
-    /// <param name="keep">How many experts of the stack (a prefix) this graph routes to; <paramref name="logits"/> has one column each.</param>
+    /// <param name="start">The first expert of the stack this graph routes to.</param>
+    /// <param name="keep">How many experts of the stack (from <paramref name="start"/>) this graph routes to; <paramref name="logits"/> has one column each.</param>
     /// <param name="replaced">A profile's distilled experts (null: the checkpoint's).</param>
     /// <param name="stack">The stack's tensor name prefix (a profile with distilled experts has its own).</param>
-    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] storage, int keep,
+    public static string Write(GraphBuilder g, WeightSource w, DecoderConfig c, int layer, string x, string logits, int[] storage, int start, int keep,
         Func<int, ExpertMatrices?>? replaced, string stack)
     {
         var m = c.Moe;
         int h = c.HiddenSize, inter = m.ExpertIntermediate;
-        var fc1 = w.ExpertStack($"{stack}.fc1", storage.Length, keep, 2 * inter, h, (i, block) =>
+        var fc1 = w.ExpertStack($"{stack}.fc1", storage.Length, start, keep, 2 * inter, h, (i, block) =>
         {
             if (replaced?.Invoke(storage[i]) is { } own) Interleave(own.Gate, own.Up, inter, h, block);
             else ExpertFc1(w, c, layer, storage[i], block);
         });
-        var fc2 = w.ExpertStack($"{stack}.fc2", storage.Length, keep, h, inter, (i, block) =>
+        var fc2 = w.ExpertStack($"{stack}.fc2", storage.Length, start, keep, h, inter, (i, block) =>
         {
             if (replaced?.Invoke(storage[i]) is { } own) own.Down.CopyTo(block);
             else ExpertFc2(w, c, layer, storage[i], block);

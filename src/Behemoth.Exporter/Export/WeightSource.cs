@@ -116,18 +116,23 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
 
     /// <summary>
     /// A stack of per-expert matrices [count, rows, cols] for the fused MoE kernels, written one expert at a time in
-    /// storage order (<paramref name="fill"/> gets the index in that order). The graph gets its first
-    /// <paramref name="keep"/> experts: a profile that keeps a prefix of the stack references a prefix of the same bytes.
+    /// storage order (<paramref name="fill"/> gets the index in that order). The graph gets <paramref name="keep"/>
+    /// experts from <paramref name="start"/>: a profile that keeps a run of the stack references a slice of the same bytes.
     /// Returns the weight input and, for int8/int4, the scales input [keep, rows, blocks] of QMoE.
     /// </summary>
-    public (string Weights, string? Scales) ExpertStack(string onnxName, int count, int keep, int rows, int cols, Action<int, Span<float>> fill)
+    public (string Weights, string? Scales) ExpertStack(string onnxName, int count, int start, int keep, int rows, int cols, Action<int, Span<float>> fill)
     {
         bool quantized = options.Bits > 0 && !options.SimulateQuantization;
         int bits = options.Bits, bs = options.BlockSize;
         int blocks = quantized ? BlockQuantizer.BlocksPerRow(cols, bs) : 0, blockBytes = quantized ? BlockQuantizer.BytesPerBlock(bits, bs) : 0;
         if (!_stored.ContainsKey(onnxName)) WriteStack(onnxName, count, rows, cols, fill, quantized, blocks, blockBytes);
-        string name = keep == count ? onnxName : $"{onnxName}.first{keep}";
-        WeightRegion Prefix(string stored) => _stored[stored] with { Length = _stored[stored].Length / count * keep };
+        string name = keep == count ? onnxName : $"{onnxName}.{start}-{start + keep}";
+        WeightRegion Prefix(string stored)
+        {
+            var whole = _stored[stored];
+            long per = whole.Length / count;
+            return whole with { Offset = whole.Offset + per * start, Length = per * keep };
+        }
         if (quantized)
         {
             string w = Reference(name, ElementType.UInt8, [keep, rows, blocks * blockBytes], Prefix(onnxName));

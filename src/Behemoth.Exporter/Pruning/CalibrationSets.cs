@@ -1,15 +1,13 @@
-using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
-using Microsoft.ML.Tokenizers;
 
-namespace Behemoth.Cli;
+namespace Behemoth.Exporter.Pruning;
 
 /// <summary>Calibration text → token sequences for the profiler: each document as BOS + text + EOS, cut into windows.</summary>
-internal static class CalibrationSets
+public static class CalibrationSets
 {
     public const int Window = 256;
 
-    public static CalibrationDomain Load(string name, IReadOnlyList<string> files, Tokenizer tokenizer, int bos, int eos, int maxTokens)
+    public static CalibrationDomain Load(string name, IReadOnlyList<string> files, Func<string, IReadOnlyList<int>> encode, int bos, int eos, int maxTokens)
     {
         var sequences = new List<int[]>();
         long tokens = 0;
@@ -17,7 +15,7 @@ internal static class CalibrationSets
             foreach (var doc in TextDocuments.Read(file))
             {
                 var ids = new List<int> { bos };
-                ids.AddRange(tokenizer.EncodeToIds(doc));
+                ids.AddRange(encode(doc));
                 ids.Add(eos);
                 for (int start = 0; start < ids.Count && tokens < maxTokens; start += Window)
                 {
@@ -31,12 +29,12 @@ internal static class CalibrationSets
         return new CalibrationDomain(name, sequences, files);
     }
 
-    /// <summary>Finds a stats file's recorded source: as given, else relative to the stats file.</summary>
+    /// <summary>Finds a stats file's recorded source: relative to the stats file (as profile records it), else as given.</summary>
     public static string Resolve(string source, string statsPath)
     {
-        if (File.Exists(source)) return source;
         string beside = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(statsPath))!, source);
         if (File.Exists(beside)) return beside;
+        if (File.Exists(source)) return source;
         throw new BehemothException($"{statsPath}: calibration file '{source}' is gone; the reconstruction criterion and refit re-read it");
     }
 }

@@ -2,14 +2,14 @@ using System.Text;
 using System.Text.Json;
 using Behemoth.Formats.Errors;
 
-namespace Behemoth.Cli;
+namespace Behemoth.Exporter.Pruning;
 
 /// <summary>
 /// Text files the commands read documents from: JSON lines with a "text" field (or an "en"/"it" pair, written in
 /// behemoth-nano's translation format), or plain text with documents separated by blank lines. The bytes must be
 /// UTF-8; anything else is refused naming the file and line, rather than read as replacement characters.
 /// </summary>
-internal static class TextDocuments
+public static class TextDocuments
 {
     public static List<string> Read(string file)
     {

@@ -1,0 +1,331 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Behemoth.Exporter.Export;
+using Behemoth.Exporter.Pruning;
+using Behemoth.Package;
+using Behemoth.Reference;
+using Behemoth.Runtime;
+using Behemoth.Runtime.Text;
+using Microsoft.ML.Tokenizers;
+
+namespace Behemoth.Bench;
+
+/// <summary>
+/// <c>pruning-table</c>: the quality table of docs/pruning.md. For fp32 and int4, for each criterion, one package
+/// holds the keep ratios × distillations as profiles (they share weights); every profile is measured through the
+/// runtime on behemoth-nano's held-out slices (perplexity per language and domain) and on held-out English→Italian
+/// pairs (greedy chrF), next to the unpruned model. Device profiles' bytes come from an export with models/devices.
+/// </summary>
+internal static class PruningTable
+{
+    private static readonly double[] Ratios = [0.75, 0.5, 0.25];
+    private static readonly PruningCriterion[] AllCriteria = [PruningCriterion.Random, PruningCriterion.Frequency, PruningCriterion.Reap, PruningCriterion.Reconstruction];
+    private static readonly Distillation[] AllDistillations = [Distillation.None, Distillation.Merge, Distillation.Refit];
+
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { DefaultValueFactory = _ => "models/behemoth-nano" };
+        var stats = new Option<string>("--stats") { DefaultValueFactory = _ => "models/behemoth-nano/expert-stats.json" };
+        var devices = new Option<string[]>("--devices") { AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => Directory.GetFiles("models/devices", "*.json").Order().ToArray() };
+        var output = new Option<string>("--out") { DefaultValueFactory = _ => "docs/pruning.md" };
+        var tokensPerSlice = new Option<int>("--tokens-per-slice") { Description = "Held-out tokens per language/domain slice", DefaultValueFactory = _ => 2048 };
+        var pairs = new Option<int>("--pairs") { Description = "Held-out en→it pairs translated for chrF", DefaultValueFactory = _ => 100 };
+        var work = new Option<string>("--work") { DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "behemoth-pruning-table") };
+        var command = new Command("pruning-table", "Held-out perplexity and en→it chrF of pruned and distilled profiles (docs/pruning.md)")
+        {
+            model, stats, devices, output, tokensPerSlice, pairs, work,
+        };
+        command.SetAction(parse =>
+        {
+            var clock = Stopwatch.StartNew();
+            string modelDir = parse.GetValue(model)!, statsPath = parse.GetValue(stats)!, workDir = parse.GetValue(work)!;
+            Directory.CreateDirectory(workDir);
+            using var reference = ReferenceModel.Load(modelDir);
+            var expertStats = ExpertStats.Read(statsPath);
+            expertStats.EnsureFor(StatsModel.Of(reference), statsPath);
+            var tokenizer = ModelTokenizer.Load(modelDir);
+            int bos = reference.Config.BosTokenId ?? 1, eos = reference.Config.EosTokenIds.FirstOrDefault(2);
+            var carver = new ProfileCarver(reference, expertStats, name =>
+            {
+                var d = expertStats.Domains[name];
+                return CalibrationSets.Load(name, d.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray(), t => tokenizer.EncodeToIds(t), bos, eos, (int)d.Tokens);
+            });
+            var everything = expertStats.Domains.Keys.ToDictionary(k => k, _ => 1.0);
+            var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, bos, eos, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
+            var rows = new List<Row>();
+            foreach (var quant in new[] { QuantKind.Fp32, QuantKind.Int4 })
+            {
+                Row? full = null;
+                foreach (var criterion in AllCriteria)
+                {
+                    var profiles = new List<ProfileSpec>();
+                    foreach (double ratio in Ratios)
+                        foreach (var distil in AllDistillations)
+                        {
+                            string name = $"keep{ratio * 100:0}-{distil.ToString().ToLowerInvariant()}";
+                            var target = new CarveTarget(name, $"{ratio:P0} of the experts", everything,
+                                scores => PruningPlanner.KeepRatio(scores, reference.Config.Moe.TopK, ratio));
+                            profiles.Add(carver.Carve(target, criterion, distil));
+                        }
+                    string package = Path.Combine(workDir, $"{quant.ToString().ToLowerInvariant()}-{criterion.ToString().ToLowerInvariant()}");
+                    PackageExporter.Export(modelDir, package, new ExportOptions { Quant = quant, Profiles = profiles }, overwrite: true);
+                    var manifest = PackageReader.ReadManifest(package);
+                    if (full is null)
+                    {
+                        full = eval.Measure(package, "full") with { Quant = quant, Criterion = "—", Distil = "—", Keep = 1.0, WeightBytes = manifest.Profiles["full"].WeightBytes ?? 0 };
+                        rows.Add(full);
+                        Console.Error.WriteLine($"{quant} full: ppl {full.All:F2}, chrF {full.Chrf:F2}");
+                    }
+                    for (int i = 0; i < profiles.Count; i++)
+                    {
+                        var p = profiles[i];
+                        var row = eval.Measure(package, p.Name) with
+                        {
+                            Quant = quant, Criterion = criterion.ToString().ToLowerInvariant(), Distil = AllDistillations[i % 3].ToString().ToLowerInvariant(),
+                            Keep = Ratios[i / 3], WeightBytes = manifest.Profiles[p.Name].WeightBytes ?? 0,
+                        };
+                        rows.Add(row);
+                        Console.Error.WriteLine($"{quant} {criterion} {p.Name}: ppl {row.All:F2} ({100 * (row.All / full.All - 1):+0.0;-0.0}%), chrF {row.Chrf:F2}  [{clock.Elapsed.TotalMinutes:F1} min]");
+                    }
+                }
+            }
+
+            // device profiles, as behemoth export --stats --devices would write them (REAP, no distillation)
+            var deviceRows = new List<string>();
+            var deviceSpecs = parse.GetValue(devices)!.Select(DeviceSpec.Read).ToArray();
+            var deviceProfiles = deviceSpecs.Select(d => carver.Carve(new CarveTarget(d.Name, d.Description, d.Domains,
+                scores => PruningPlanner.ForDevice(d, scores, reference.Config.Moe.TopK, new SizeModel(reference.Config, d.Quant)).Kept.ToDictionary(p => p.Key, p => p.Value)),
+                PruningCriterion.Reap, Distillation.None)).ToArray();
+            string devicePackage = Path.Combine(workDir, "devices");
+            PackageExporter.Export(modelDir, devicePackage, new ExportOptions { Quant = QuantKind.Int4, Profiles = deviceProfiles }, overwrite: true);
+            var deviceManifest = PackageReader.ReadManifest(devicePackage);
+            foreach (var d in deviceSpecs)
+            {
+                var info = deviceManifest.Profiles[d.Name];
+                long kv = ProfileSelection.KvCacheBytes(deviceManifest, d.ContextTokens);
+                var m = eval.Measure(devicePackage, d.Name);
+                deviceRows.Add($"| {d.Name} | {info.Experts.Sum(l => l.ExpertIds.Count)} | {info.WeightBytes / 1e6:F2} MB | {kv / 1e6:F2} MB | {d.MemoryBytes / 1e6:F2} MB | "
+                    + $"{m.All:F2} | {m.Chrf:F2} |");
+            }
+
+            File.WriteAllText(parse.GetValue(output)!, Render(rows, deviceRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed));
+            File.WriteAllText(Path.ChangeExtension(parse.GetValue(output)!, ".json"), JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            Console.Error.WriteLine($"wrote {parse.GetValue(output)} in {clock.Elapsed.TotalMinutes:F1} min");
+            return 0;
+        });
+        return command;
+    }
+
+    internal sealed record Row
+    {
+        public QuantKind Quant { get; init; }
+        public string Criterion { get; init; } = "";
+        public string Distil { get; init; } = "";
+        public double Keep { get; init; }
+        public long WeightBytes { get; init; }
+        public Dictionary<string, double> Slices { get; init; } = new();
+        public Dictionary<string, double> Languages { get; init; } = new();
+        public double All { get; init; }
+        public double Translation { get; init; }
+        public double Chrf { get; init; }
+    }
+
+    private static string Render(List<Row> rows, List<string> devices, int tokensPerSlice, int pairCount, TimeSpan elapsed)
+    {
+        var sb = new StringBuilder();
+        var langs = new[] { "en", "it", "fr", "de", "es" };
+        sb.AppendLine("# Pruning and distillation: what each byte saved costs");
+        sb.AppendLine();
+        sb.AppendLine("Generated by one command (it took " + $"{elapsed.TotalMinutes:F0} minutes on this 2-core machine):");
+        sb.AppendLine();
+        sb.AppendLine("```sh");
+        sb.AppendLine("dotnet run --project bench/Behemoth.Bench -c Release -- pruning-table");
+        sb.AppendLine("```");
+        sb.AppendLine();
+        sb.AppendLine($"behemoth-nano (4 MoE layers × 16 routed experts, top-1, plus a shared expert). Experts are ranked on the calibration text in "
+            + "`models/behemoth-nano/calib` (all six domains, equal weights; `expert-stats.json` made by `behemoth profile`), every layer keeps the same "
+            + "share of its experts, and each profile is measured through the runtime on held-out text the calibration never saw: perplexity on the "
+            + $"first {tokensPerSlice} tokens of each language/domain slice of `models/behemoth-nano/eval` (per language: all its "
+            + $"domains together; *all*: every slice and the translation pairs), and chrF of greedy en→it translation of the first {pairCount} "
+            + "held-out pairs. Δ is the change of *all* against the unpruned model at the same precision. Per-slice perplexities are in `pruning.json`.");
+        sb.AppendLine();
+        sb.AppendLine("Criteria: `random` (seeded; the baseline), `frequency` (share of tokens routed), `reap` (gate weight × expert output norm), "
+            + "`reconstruction` (greedy removal minimising the layer-output error on calibration activations). Distillation: `none`, `merge` (each dropped "
+            + "expert folded into its most similar kept expert, weighted by usage), `refit` (ridge least squares on calibration activations: the kept "
+            + "experts' router rows, then their down projections).");
+        foreach (var quant in rows.Select(r => r.Quant).Distinct())
+        {
+            sb.AppendLine();
+            sb.AppendLine($"## {quant.ToString().ToLowerInvariant()}");
+            sb.AppendLine();
+            sb.AppendLine($"| keep | criterion | distil | weights | {string.Join(" | ", langs)} | en→it pairs | all | Δ all | chrF |");
+            sb.AppendLine($"|---|---|---|---|{string.Concat(langs.Select(_ => "---|"))}---|---|---|---|");
+            var q = rows.Where(r => r.Quant == quant).ToList();
+            var full = q.First(r => r.Keep == 1.0);
+            foreach (var r in q.OrderByDescending(r => r.Keep).ThenBy(r => Array.IndexOf(AllCriteria.Select(c => c.ToString().ToLowerInvariant()).ToArray(), r.Criterion)).ThenBy(r => r.Distil == "none" ? 0 : r.Distil == "merge" ? 1 : 2))
+                sb.AppendLine($"| {r.Keep:P0} | {r.Criterion} | {r.Distil} | {r.WeightBytes / 1e6:F2} MB | "
+                    + string.Join(" | ", langs.Select(l => r.Languages[l].ToString("F1", CultureInfo.InvariantCulture)))
+                    + $" | {r.Translation:F1} | {r.All:F2} | {100 * (r.All / full.All - 1):+0.0;-0.0}% | {r.Chrf:F1} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine("## Device profiles");
+        sb.AppendLine();
+        sb.AppendLine("`models/devices/*.json` carved at int4 with REAP and no distillation, as `behemoth export models/behemoth-nano --quant int4 --stats "
+            + "models/behemoth-nano/expert-stats.json --devices models/devices/*.json` writes them; one package, weights shared. Perplexity and chrF as above.");
+        sb.AppendLine();
+        sb.AppendLine("| device | routed experts | weights | KV cache at its context | budget | all | chrF |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var d in devices) sb.AppendLine(d);
+        return sb.ToString();
+    }
+
+    /// <summary>The held-out measurements of one profile.</summary>
+    private sealed class HeldOut(string evalDir, Tokenizer tokenizer, int bos, int eos, int tokensPerSlice, int pairs)
+    {
+        private readonly List<(string Slice, string Lang, int[][] Windows)> _slices = LoadSlices(evalDir, tokenizer, bos, eos, tokensPerSlice);
+        private readonly List<(string En, string It)> _pairs = LoadPairs(Path.Combine(evalDir, "en-it.jsonl"), pairs);
+
+        public Row Measure(string package, string profile)
+        {
+            using var session = DecoderSession.Open(package, profile, ExecutionProvider.Cpu);
+            int vocab = session.Shape.VocabSize;
+            var slices = new Dictionary<string, double>();
+            var byLang = new Dictionary<string, (double Nll, long N)>();
+            double allNll = 0;
+            long allN = 0;
+            foreach (var (slice, lang, windows) in _slices)
+            {
+                double nll = 0;
+                long n = 0;
+                foreach (var w in windows)
+                {
+                    using var cache = session.NewCache(w.Length);
+                    float[] logits = session.Forward(w.AsSpan(0, w.Length - 1), cache);
+                    for (int t = 0; t < w.Length - 1; t++) nll -= LogSoftmaxAt(logits.AsSpan(t * vocab, vocab), w[t + 1]);
+                    n += w.Length - 1;
+                }
+                slices[slice] = Math.Exp(nll / n);
+                var l = byLang.GetValueOrDefault(lang);
+                byLang[lang] = (l.Nll + nll, l.N + n);
+                allNll += nll;
+                allN += n;
+            }
+            var hyps = new List<string>();
+            foreach (var (en, _) in _pairs) hyps.Add(Translate(session, en));
+            return new Row
+            {
+                Slices = slices,
+                Languages = byLang.Where(p => p.Key != "en-it").ToDictionary(p => p.Key, p => Math.Exp(p.Value.Nll / p.Value.N)),
+                Translation = Math.Exp(byLang["en-it"].Nll / byLang["en-it"].N),
+                All = Math.Exp(allNll / allN),
+                Chrf = Chrf.Corpus(hyps, _pairs.Select(p => p.It).ToList()),
+            };
+        }
+
+        private string Translate(DecoderSession session, string en)
+        {
+            var prompt = new List<int> { bos };
+            prompt.AddRange(tokenizer.EncodeToIds($"English: {en}\nItalian:"));
+            int max = 2 * prompt.Count + 16, vocab = session.Shape.VocabSize;
+            using var cache = session.NewCache(prompt.Count + max);
+            var logits = session.Forward(prompt.ToArray(), cache);
+            int next = ArgMax(logits.AsSpan((prompt.Count - 1) * vocab, vocab));
+            var output = new List<int>();
+            while (next != eos && output.Count < max && prompt.Count + output.Count < session.Shape.ContextLength)
+            {
+                output.Add(next);
+                if (tokenizer.Decode(output).Contains('\n')) break;
+                next = ArgMax(session.Forward([next], cache));
+            }
+            return tokenizer.Decode(output).Split('\n')[0].Trim();
+        }
+
+        private static List<(string, string, int[][])> LoadSlices(string dir, Tokenizer tokenizer, int bos, int eos, int cap)
+        {
+            var result = new List<(string, string, int[][])>();
+            foreach (var file in Directory.GetFiles(dir, "*.jsonl").Order())
+            {
+                string name = Path.GetFileNameWithoutExtension(file);
+                string lang = name == "en-it" ? "en-it" : name.Split('_')[0];
+                var windows = new List<int[]>();
+                int total = 0;
+                foreach (var doc in TextDocuments.Read(file))
+                {
+                    var ids = new List<int> { bos };
+                    ids.AddRange(tokenizer.EncodeToIds(doc));
+                    ids.Add(eos);
+                    for (int start = 0; start < ids.Count - 1 && total < cap; start += 256)
+                    {
+                        var w = ids.GetRange(start, Math.Min(257, ids.Count - start)).ToArray();
+                        windows.Add(w);
+                        total += w.Length - 1;
+                    }
+                    if (total >= cap) break;
+                }
+                result.Add((name, lang, windows.ToArray()));
+            }
+            return result;
+        }
+
+        private static List<(string, string)> LoadPairs(string file, int count) =>
+            File.ReadLines(file).Take(count).Select(l => JsonNode.Parse(l)!).Select(n => (n["en"]!.GetValue<string>(), n["it"]!.GetValue<string>())).ToList();
+
+        private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int target)
+        {
+            double max = double.NegativeInfinity;
+            foreach (float v in logits) max = Math.Max(max, v);
+            double sum = 0;
+            foreach (float v in logits) sum += Math.Exp(v - max);
+            return logits[target] - max - Math.Log(sum);
+        }
+
+        private static int ArgMax(ReadOnlySpan<float> row)
+        {
+            int best = 0;
+            for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+            return best;
+        }
+    }
+}
+
+/// <summary>Corpus-level chrF (Popović 2015), as tools/train/evaluate.py computes it: character n-grams 1–6 without whitespace, β = 2.</summary>
+internal static class Chrf
+{
+    public static double Corpus(IReadOnlyList<string> hyps, IReadOnlyList<string> refs, int order = 6, double beta = 2.0)
+    {
+        var stats = new double[order, 3];
+        for (int i = 0; i < hyps.Count; i++)
+            for (int n = 1; n <= order; n++)
+            {
+                var h = Ngrams(hyps[i], n);
+                var r = Ngrams(refs[i], n);
+                stats[n - 1, 0] += h.Values.Sum();
+                stats[n - 1, 1] += r.Values.Sum();
+                stats[n - 1, 2] += h.Sum(p => Math.Min(p.Value, r.GetValueOrDefault(p.Key)));
+            }
+        var scores = new List<double>();
+        for (int n = 0; n < order; n++)
+        {
+            if (stats[n, 0] == 0 || stats[n, 1] == 0) continue;
+            double p = stats[n, 2] / stats[n, 0], r = stats[n, 2] / stats[n, 1];
+            scores.Add(p + r == 0 ? 0 : (1 + beta * beta) * p * r / (beta * beta * p + r));
+        }
+        return scores.Count == 0 ? 0 : 100 * scores.Average();
+    }
+
+    private static Dictionary<string, int> Ngrams(string text, int n)
+    {
+        string s = string.Concat(text.Where(c => !char.IsWhiteSpace(c)));
+        var counts = new Dictionary<string, int>();
+        for (int i = 0; i + n <= s.Length; i++)
+        {
+            string g = s.Substring(i, n);
+            counts[g] = counts.GetValueOrDefault(g) + 1;
+        }
+        return counts;
+    }
+}
