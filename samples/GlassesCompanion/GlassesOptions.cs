@@ -30,6 +30,12 @@ public sealed class GlassesOptions
     /// <summary>The quantization of that export.</summary>
     public string Quant { get; set; } = "int4";
 
+    /// <summary>Expert statistics and device files the first-start export carves device profiles with (the glasses profile among them).</summary>
+    public string Stats { get; set; } = "models/behemoth-nano/expert-stats.json";
+
+    /// <summary>Folder of device files (<c>*.json</c>) for the first-start export.</summary>
+    public string Devices { get; set; } = "models/devices";
+
     /// <summary>Path of <c>behemoth.dll</c>; empty: the CLI's bin folder in the repository, else <c>dotnet run --project src/Behemoth.Cli</c>.</summary>
     public string? Cli { get; set; }
 

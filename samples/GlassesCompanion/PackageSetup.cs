@@ -25,7 +25,8 @@ public static class PackageSetup
 
     /// <summary>The command that exports the package, for messages: what the user can run by hand.</summary>
     public static string ManualCommand(GlassesOptions options, string package) =>
-        $"dotnet run --project src/Behemoth.Cli -c Release -- export {options.Model} --out {package} --quant {options.Quant} --force";
+        $"dotnet run --project src/Behemoth.Cli -c Release -- export {options.Model} --out {package} --quant {options.Quant} "
+        + $"--stats {options.Stats} --devices {options.Devices}/*.json --force";
 
     /// <summary>Returns the package directory, exporting it first when it is missing and allowed to.</summary>
     public static async Task<string> EnsurePackageAsync(GlassesOptions options, string? repoRoot, ILogger logger, CancellationToken cancellationToken)
@@ -49,6 +50,16 @@ public static class PackageSetup
         var start = CliStart(options, repoRoot, out string how);
         foreach (var arg in new[] { "export", model, "--out", package, "--quant", options.Quant })
             start.ArgumentList.Add(arg);
+        // device profiles (glasses, phone, laptop) carved from the model's expert statistics, when the checkout has them
+        string stats = Resolve(options.Stats, repoRoot), devices = Resolve(options.Devices, repoRoot);
+        var deviceFiles = Directory.Exists(devices) ? Directory.GetFiles(devices, "*.json").Order().ToArray() : [];
+        if (File.Exists(stats) && deviceFiles.Length > 0)
+        {
+            start.ArgumentList.Add("--stats");
+            start.ArgumentList.Add(stats);
+            start.ArgumentList.Add("--devices");
+            foreach (var f in deviceFiles) start.ArgumentList.Add(f);
+        }
         logger.LogWarning("No package at {Package}: exporting {Model} ({Quant}) with {How}. This runs once.", package, model, options.Quant, how);
         var clock = Stopwatch.StartNew();
         var (exitCode, tail) = await RunAsync(start, logger, cancellationToken).ConfigureAwait(false);

@@ -39,7 +39,7 @@ public sealed class EndpointTests(PackageFixture package)
         Assert.True(done.GeneratedTokens > 0);
         Assert.True(done.GeneratedTokens <= Modes.DefaultMaxTokens(Enum.Parse<GlassesMode>(mode, ignoreCase: true)));
         Assert.True(done.GeneratedTokens < 2 || done.TokensPerSecond > 0);
-        Assert.Equal("full", done.Profile);
+        Assert.Equal("glasses", done.Profile);
         Assert.Equal(1, host.Monitor.Completed);
     }
 
@@ -57,16 +57,25 @@ public sealed class EndpointTests(PackageFixture package)
     }
 
     [Fact]
-    public async Task Without_a_glasses_profile_the_full_profile_is_loaded_and_info_says_so()
+    public async Task The_glasses_profile_carved_at_first_start_is_loaded_and_info_says_so()
     {
         await using var host = await GlassesHost.StartAsync(package);
         var info = await host.Client.GetFromJsonAsync("/api/info", GlassesJson.Default.InfoBody);
         Assert.NotNull(info);
-        Assert.Equal("full", info.Profile);
+        Assert.Equal("glasses", info.Profile);
         Assert.Equal("glasses", info.RequestedProfile);
         Assert.False(info.PairingRequired);
         Assert.True(info.PeakRssBytes > 0);
         Assert.Equal(["translate", "answer", "summary"], info.Modes);
+    }
+
+    [Fact]
+    public async Task A_profile_the_package_lacks_falls_back_to_full()
+    {
+        await using var host = await GlassesHost.StartAsync(package, "--Glasses:Profile", "watch");
+        var info = await host.Client.GetFromJsonAsync("/api/info", GlassesJson.Default.InfoBody);
+        Assert.Equal("full", info!.Profile);
+        Assert.Equal("watch", info.RequestedProfile);
     }
 
     [Fact]
@@ -75,7 +84,7 @@ public sealed class EndpointTests(PackageFixture package)
         var e = await Assert.ThrowsAsync<GlassesConfigurationException>(() =>
             GlassesHost.StartAsync(package, "--Glasses:Profile", "watch", "--Glasses:FallbackProfile", ""));
         Assert.Contains("no profile 'watch'", e.Message);
-        Assert.Contains("it has full", e.Message);
+        Assert.Contains("full, glasses, laptop, phone", e.Message);
     }
 
     [Fact]

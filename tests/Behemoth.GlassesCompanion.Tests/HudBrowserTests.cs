@@ -23,7 +23,7 @@ public sealed class HudBrowserTests(PackageFixture package)
         await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Args = ["--no-sandbox"] });
         var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 760, Height = 440 } });
         await page.GotoAsync(new Uri(host.Address, "/?token=" + host.Pairing.Token).ToString());
-        await Assertions.Expect(page.Locator("#profile")).ToHaveTextAsync("full");
+        await Assertions.Expect(page.Locator("#profile")).ToHaveTextAsync("glasses");
 
         await page.SelectOptionAsync("#mode", "translate");
         await page.FillAsync("#text", "Good morning, how are you?");
