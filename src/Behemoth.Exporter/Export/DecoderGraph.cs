@@ -77,10 +77,20 @@ internal sealed class DecoderGraph
 
         // inputs_embeds = self.embed_tokens(input_ids), kept as [tokens, hidden]
         float[] EmbedWeights() => _w.Read(n.Embed, _c.VocabSize, h);
-        string embed = _o.Quant == QuantKind.Fp32
-            ? _w.Add(n.Embed, [_c.VocabSize, h], EmbedWeights)
-            : _w.Half(n.Embed, [_c.VocabSize, h], EmbedWeights);     // quantized packages store the table as fp16
-        string x = _g.Op("Reshape", [_g.Op("Gather", [embed, InputIds]), _g.Int64Vector(-1, h)]);
+        string embed, rows;
+        if (_o.Quant == QuantKind.Fp32)
+            rows = _g.Op("Gather", [embed = _w.Add(n.Embed, [_c.VocabSize, h], EmbedWeights), InputIds]);
+        else
+        {
+            // Quantized packages store the table as fp16 and gather fp16 rows, widening only those: a Cast of the whole
+            // table would be folded into a float32 copy at load, twice the table's bytes in memory.
+            string table = _w.HalfTable(n.Embed, [_c.VocabSize, h], EmbedWeights);
+            rows = _g.Op("Cast", [_g.Op("Gather", [table, InputIds])], Attr(("to", (int)ElementType.Float)));
+            embed = _c.TieWordEmbeddings && _o.Quant == QuantKind.Fp16 && !_o.SimulateQuantization
+                ? _g.Op("Cast", [table], Attr(("to", (int)ElementType.Float)))    // the fp16 output projection reads the same table
+                : "";
+        }
+        string x = _g.Op("Reshape", [rows, _g.Int64Vector(-1, h)]);
 
         foreach (var layer in _c.Layers)
         {

@@ -193,12 +193,15 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
         return _graph.External(name, type, dims, r);
     }
 
-    /// <summary>A float16-stored table widened to float32 at load (embeddings of quantized packages).</summary>
-    public string Half(string onnxName, long[] shape, Func<float[]> data)
+    /// <summary>A float16-stored table widened to float32 at load (ONNX Runtime folds the Cast into a float32 copy).</summary>
+    public string Half(string onnxName, long[] shape, Func<float[]> data) =>
+        _graph.Op("Cast", [HalfTable(onnxName, shape, data)], DecoderGraph.Attr(("to", (int)ElementType.Float)));
+
+    /// <summary>The float16 initializer itself, for ops that read it as float16 (a Gather of embedding rows).</summary>
+    public string HalfTable(string onnxName, long[] shape, Func<float[]> data)
     {
         if (!_stored.ContainsKey(onnxName)) Store(onnxName, file.Append(MemoryMarshal.AsBytes(ToHalf(onnxName, data()).AsSpan())));
-        string w16 = Reference(onnxName, ElementType.Float16, shape);
-        return _graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float)));
+        return Reference(onnxName, ElementType.Float16, shape);
     }
 
     private string Gemm(string x, string weight) => _graph.Op("Gemm", [x, weight], DecoderGraph.Attr(("transB", 1)));
