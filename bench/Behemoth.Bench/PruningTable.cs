@@ -35,12 +35,20 @@ internal static class PruningTable
         var tokensPerSlice = new Option<int>("--tokens-per-slice") { Description = "Held-out tokens per language/domain slice", DefaultValueFactory = _ => 2048 };
         var pairs = new Option<int>("--pairs") { Description = "Held-out en→it pairs translated for chrF", DefaultValueFactory = _ => 100 };
         var work = new Option<string>("--work") { DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "behemoth-pruning-table") };
+        var rerender = new Option<bool>("--render-only") { Description = "Rewrite the markdown from the measurements already in the .json beside it" };
         var command = new Command("pruning-table", "Held-out perplexity and en→it chrF of pruned and distilled profiles (docs/pruning.md)")
         {
-            model, stats, devices, output, tokensPerSlice, pairs, work,
+            model, stats, devices, output, tokensPerSlice, pairs, work, rerender,
         };
         command.SetAction(parse =>
         {
+            string jsonPath = Path.ChangeExtension(parse.GetValue(output)!, ".json");
+            if (parse.GetValue(rerender))
+            {
+                var saved = JsonSerializer.Deserialize<Saved>(File.ReadAllText(jsonPath))!;
+                File.WriteAllText(parse.GetValue(output)!, Render(saved.Rows, saved.Devices, saved.TokensPerSlice, saved.Pairs, TimeSpan.FromMinutes(saved.Minutes)));
+                return 0;
+            }
             var clock = Stopwatch.StartNew();
             string modelDir = parse.GetValue(model)!, statsPath = parse.GetValue(stats)!, workDir = parse.GetValue(work)!;
             Directory.CreateDirectory(workDir);
@@ -113,12 +121,15 @@ internal static class PruningTable
             }
 
             File.WriteAllText(parse.GetValue(output)!, Render(rows, deviceRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed));
-            File.WriteAllText(Path.ChangeExtension(parse.GetValue(output)!, ".json"), JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            File.WriteAllText(jsonPath, JsonSerializer.Serialize(new Saved(rows, deviceRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed.TotalMinutes),
+                new JsonSerializerOptions { WriteIndented = true }));
             Console.Error.WriteLine($"wrote {parse.GetValue(output)} in {clock.Elapsed.TotalMinutes:F1} min");
             return 0;
         });
         return command;
     }
+
+    internal sealed record Saved(List<Row> Rows, List<string> Devices, int TokensPerSlice, int Pairs, double Minutes);
 
     internal sealed record Row
     {
@@ -172,6 +183,16 @@ internal static class PruningTable
                     + $" | {r.Translation:F1} | {r.All:F2} | {100 * (r.All / full.All - 1):+0.0;-0.0}% | {r.Chrf:F1} |");
         }
         sb.AppendLine();
+        sb.AppendLine("## What this run shows");
+        sb.AppendLine();
+        foreach (var line in Findings(rows)) sb.AppendLine("- " + line);
+        sb.AppendLine();
+        sb.AppendLine("Limits of the distillation here: each layer is fitted alone, to the full model's outputs on the full model's inputs "
+            + "(its own calibration activations); pruning every layer shifts the inputs of the later ones, which the fit does not see, and its "
+            + "ridge term only pulls towards the original weights. Merging averages the weights of experts that specialised differently, which "
+            + "on this model costs more than dropping them. Refit recovers much of what random and frequency lose, but on the experts REAP or "
+            + "reconstruction keep, dropping is better than either.");
+        sb.AppendLine();
         sb.AppendLine("## Device profiles");
         sb.AppendLine();
         sb.AppendLine("`models/devices/*.json` carved at int4 with REAP and no distillation, as `behemoth export models/behemoth-nano --quant int4 --stats "
@@ -181,6 +202,37 @@ internal static class PruningTable
         sb.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var d in devices) sb.AppendLine(d);
         return sb.ToString();
+    }
+
+    /// <summary>The expectations of the pruning issue checked against the measurements, in words (true or not).</summary>
+    private static IEnumerable<string> Findings(List<Row> rows)
+    {
+        foreach (var quant in rows.Select(r => r.Quant).Distinct())
+        {
+            var q = rows.Where(r => r.Quant == quant).ToList();
+            double full = q.First(r => r.Keep == 1.0).All;
+            string Delta(double v) => $"{100 * (v / full - 1):+0.0;-0.0}%";
+            double At(double keep, string c, string d) => q.Single(r => r.Keep == keep && r.Criterion == c && r.Distil == d).All;
+            string name = quant.ToString().ToLowerInvariant();
+            foreach (double keep in Ratios)
+            {
+                double random = At(keep, "random", "none");
+                var calibrated = new[] { "frequency", "reap", "reconstruction" }.Select(c => (c, v: At(keep, c, "none"))).ToArray();
+                int better = calibrated.Count(x => x.v < random);
+                yield return $"{name}, keep {keep:P0}: random loses {Delta(random)}; calibrated criteria {string.Join(", ", calibrated.Select(x => $"{x.c} {Delta(x.v)}"))} "
+                    + $"({better} of 3 beat random).";
+            }
+            double freq = At(0.5, "frequency", "none");
+            var best = new[] { ("reap", "refit"), ("reconstruction", "refit") }.Select(x => (x, v: At(0.5, x.Item1, x.Item2))).ToArray();
+            yield return $"{name}, keep 50%: frequency {Delta(freq)}; {string.Join(", ", best.Select(b => $"{b.x.Item1} + refit {Delta(b.v)}"))}: "
+                + (best.Any(b => b.v < freq) ? "REAP or reconstruction with refit beats frequency, as expected." : "the expectation that REAP or reconstruction with refit beats frequency fails here.");
+            foreach (var c in AllCriteria.Select(c => c.ToString().ToLowerInvariant()))
+            {
+                double none = At(0.5, c, "none"), merge = At(0.5, c, "merge"), refit = At(0.5, c, "refit");
+                yield return $"{name}, keep 50%, {c}: none {Delta(none)}, merge {Delta(merge)}, refit {Delta(refit)}"
+                    + (refit < none ? " (refit helps)" : " (refit does not help this criterion)") + (merge < none ? "; merge helps." : "; merge hurts.");
+            }
+        }
     }
 
     /// <summary>The held-out measurements of one profile.</summary>
