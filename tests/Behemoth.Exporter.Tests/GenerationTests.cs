@@ -13,9 +13,10 @@ public sealed class GenerationTests
     [InlineData("mixtral")]
     [InlineData("qwen3_moe")]
     [InlineData("llama4")]        // 8-token chunks: decoding crosses chunk boundaries
+    [InlineData("behemoth-nano")] // the bundled demo model
     public async Task Greedy_tokens_equal_the_reference_engine_greedy_tokens(string model)
     {
-        string dir = TestPaths.Golden(model);
+        string dir = model == "behemoth-nano" ? Path.Combine(TestPaths.RepoRoot, "models", model) : TestPaths.Golden(model);
         using var temp = new TempDirectory();
         PackageExporter.Export(dir, temp.File("pkg"), new ExportOptions(), overwrite: false);
         using var session = DecoderSession.Open(temp.File("pkg"));
