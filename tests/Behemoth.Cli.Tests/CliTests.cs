@@ -154,7 +154,7 @@ public sealed class CliTests
         string package = dir.File("pkg");
         var r = Run("export", golden, "--out", package, "--quant", "fp32");
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
-        Assert.Contains("profiles: full", r.Stdout);
+        Assert.Contains("profile full: 8 routed experts", r.Stdout);   // 4 experts × 2 MoE layers
 
         string[] logits = ["logits", package, "--engine", "onnx", "--tokens-file", Path.Combine(golden, "input_ids.json"),
             "--out", dir.File("o.f32"), "--expect", Path.Combine(golden, "logits.f32")];
