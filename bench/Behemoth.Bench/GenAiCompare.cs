@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Behemoth.Package;
 using Behemoth.Runtime;
+using Behemoth.Runtime.Generation;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntimeGenAI;
 
@@ -83,13 +84,13 @@ internal static class GenAiCompare
         int vocab = session.Shape.VocabSize;
         using var cache = session.NewCache(ids.Length + decode);
         var clock = Stopwatch.StartNew();
-        int next = ArgMax(session.Forward(ids, cache).AsSpan((ids.Length - 1) * vocab, vocab));
+        int next = Logits.ArgMax(session.Forward(ids, cache).AsSpan((ids.Length - 1) * vocab, vocab));
         double prefill = clock.Elapsed.TotalSeconds;
         var tokens = new List<int> { next };
         clock.Restart();
         for (int i = 0; i < decode; i++)
         {
-            next = ArgMax(session.Forward([next], cache));
+            next = Logits.ArgMax(session.Forward([next], cache));
             tokens.Add(next);
         }
         return ((ids.Length / prefill, decode / clock.Elapsed.TotalSeconds), tokens.ToArray());
@@ -131,13 +132,6 @@ internal static class GenAiCompare
         decoder["session_options"]!["inter_op_num_threads"] = 1;
         File.WriteAllText(Path.Combine(view, "genai_config.json"), config.ToJsonString());
         return view;
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
     }
 
     private static double Median(IEnumerable<double> values)

@@ -9,6 +9,7 @@ using Behemoth.Exporter.Pruning;
 using Behemoth.Package;
 using Behemoth.Reference;
 using Behemoth.Runtime;
+using Behemoth.Runtime.Generation;
 using Behemoth.Runtime.Text;
 using Microsoft.ML.Tokenizers;
 
@@ -57,11 +58,7 @@ internal static class PruningTable
             expertStats.EnsureFor(StatsModel.Of(reference), statsPath);
             var tokenizer = ModelTokenizer.Load(modelDir);
             int bos = reference.Config.BosTokenId ?? 1, eos = reference.Config.EosTokenIds.FirstOrDefault(2);
-            var carver = new ProfileCarver(reference, expertStats, name =>
-            {
-                var d = expertStats.Domains[name];
-                return CalibrationSets.Load(name, d.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray(), t => tokenizer.EncodeToIds(t), bos, eos, (int)d.Tokens);
-            });
+            var carver = ProfileCarver.FromStats(reference, expertStats, statsPath, t => tokenizer.EncodeToIds(t));
             var everything = expertStats.Domains.Keys.ToDictionary(k => k, _ => 1.0);
             var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, bos, eos, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
             var rows = new List<Row>();
@@ -105,9 +102,7 @@ internal static class PruningTable
             // device profiles, as behemoth export --stats --devices would write them (REAP, no distillation)
             var deviceRows = new List<string>();
             var deviceSpecs = parse.GetValue(devices)!.Select(DeviceSpec.Read).ToArray();
-            var deviceProfiles = deviceSpecs.Select(d => carver.Carve(new CarveTarget(d.Name, d.Description, d.Domains,
-                scores => PruningPlanner.ForDevice(d, scores, reference.Config.Moe.TopK, new SizeModel(reference.Config, d.Quant)).Kept.ToDictionary(p => p.Key, p => p.Value)),
-                PruningCriterion.Reap, Distillation.None)).ToArray();
+            var deviceProfiles = deviceSpecs.Select(d => carver.Carve(CarveTarget.ForDevice(d, reference.Config), PruningCriterion.Reap, Distillation.None)).ToArray();
             string devicePackage = Path.Combine(workDir, "devices");
             PackageExporter.Export(modelDir, devicePackage, new ExportOptions { Quant = QuantKind.Int4, Profiles = deviceProfiles }, overwrite: true);
             var deviceManifest = PackageReader.ReadManifest(devicePackage);
@@ -257,7 +252,7 @@ internal static class PruningTable
                 {
                     using var cache = session.NewCache(w.Length);
                     float[] logits = session.Forward(w.AsSpan(0, w.Length - 1), cache);
-                    for (int t = 0; t < w.Length - 1; t++) nll -= LogSoftmaxAt(logits.AsSpan(t * vocab, vocab), w[t + 1]);
+                    for (int t = 0; t < w.Length - 1; t++) nll -= Logits.LogProbability(logits.AsSpan(t * vocab, vocab), w[t + 1]);
                     n += w.Length - 1;
                 }
                 slices[slice] = Math.Exp(nll / n);
@@ -285,13 +280,13 @@ internal static class PruningTable
             int max = 2 * prompt.Count + 16, vocab = session.Shape.VocabSize;
             using var cache = session.NewCache(prompt.Count + max);
             var logits = session.Forward(prompt.ToArray(), cache);
-            int next = ArgMax(logits.AsSpan((prompt.Count - 1) * vocab, vocab));
+            int next = Logits.ArgMax(logits.AsSpan((prompt.Count - 1) * vocab, vocab));
             var output = new List<int>();
             while (next != eos && output.Count < max && prompt.Count + output.Count < session.Shape.ContextLength)
             {
                 output.Add(next);
                 if (tokenizer.Decode(output).Contains('\n')) break;
-                next = ArgMax(session.Forward([next], cache));
+                next = Logits.ArgMax(session.Forward([next], cache));
             }
             return tokenizer.Decode(output).Split('\n')[0].Trim();
         }
@@ -325,22 +320,6 @@ internal static class PruningTable
 
         private static List<(string, string)> LoadPairs(string file, int count) =>
             File.ReadLines(file).Take(count).Select(l => JsonNode.Parse(l)!).Select(n => (n["en"]!.GetValue<string>(), n["it"]!.GetValue<string>())).ToList();
-
-        private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int target)
-        {
-            double max = double.NegativeInfinity;
-            foreach (float v in logits) max = Math.Max(max, v);
-            double sum = 0;
-            foreach (float v in logits) sum += Math.Exp(v - max);
-            return logits[target] - max - Math.Log(sum);
-        }
-
-        private static int ArgMax(ReadOnlySpan<float> row)
-        {
-            int best = 0;
-            for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-            return best;
-        }
     }
 }
 

@@ -45,36 +45,24 @@ internal sealed class DeviceCarving : IDisposable
     /// <summary>The device's plan: scores by the criterion on its domain mix, then as many experts as its memory allows.</summary>
     public PruningPlan Plan(DeviceSpec device, PruningCriterion criterion, int blockSize, int seed)
     {
-        var carver = Carver(seed);
         PruningPlan? plan = null;
-        var target = Target(device, blockSize, p => plan = p);
-        carver.Carve(target, criterion, Distillation.None);
+        Carver(seed).Carve(CarveTarget.ForDevice(device, _model.Config, blockSize, p => plan = p), criterion, Distillation.None);
         return plan!;
     }
 
     public ProfileSpec Carve(DeviceSpec device, PruningCriterion criterion, Distillation distillation, int blockSize, int seed,
         IProgress<string>? progress, CancellationToken ct) =>
-        Carver(seed).Carve(Target(device, blockSize, _ => { }), criterion, distillation, progress, ct);
+        Carver(seed).Carve(CarveTarget.ForDevice(device, _model.Config, blockSize), criterion, distillation, progress, ct);
 
-    private CarveTarget Target(DeviceSpec device, int blockSize, Action<PruningPlan> planned) =>
-        new(device.Name, string.IsNullOrEmpty(device.Description) ? $"device {device.Name}" : device.Description, device.Domains, scores =>
-        {
-            var plan = PruningPlanner.ForDevice(device, scores, _model.Config.Moe.TopK, Size(device.Quant, blockSize));
-            planned(plan);
-            return plan.Kept.ToDictionary(p => p.Key, p => p.Value);
-        });
-
+    /// <summary>One carver per seed, so devices with common calibration domains share their activations.</summary>
     private ProfileCarver Carver(int seed)
     {
+        if (_carvers.TryGetValue(seed, out var carver)) return carver;
         var tokenizer = new Lazy<Microsoft.ML.Tokenizers.Tokenizer>(() => ModelTokenizer.Load(_modelDir));
-        int bos = _model.Config.BosTokenId ?? 1, eos = _model.Config.EosTokenIds.FirstOrDefault(2);
-        return new ProfileCarver(_model, _stats, name =>
-        {
-            var domain = _stats.Domains[name];
-            var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, _statsPath)).ToArray();
-            return CalibrationSets.Load(name, files, text => tokenizer.Value.EncodeToIds(text), bos, eos, (int)domain.Tokens);
-        }) { Seed = seed };
+        return _carvers[seed] = ProfileCarver.FromStats(_model, _stats, _statsPath, text => tokenizer.Value.EncodeToIds(text), seed);
     }
+
+    private readonly Dictionary<int, ProfileCarver> _carvers = new();
 
     public void Dispose() => _model.Dispose();
 }

@@ -67,12 +67,8 @@ public static class PackageReader
     public static void VerifyBlocks(string directory, string file, FileEntry expected, int blockBytes, IReadOnlyList<string> hashes,
         IReadOnlyList<long[]> regions, CancellationToken cancellationToken = default)
     {
-        string path = System.IO.Path.Combine(directory, file);
-        if (!File.Exists(path))
-            throw new PackageFormatException(path, "missing");
-        long length = new FileInfo(path).Length;
-        if (length != expected.Bytes)
-            throw new PackageFormatException(path, $"holds {length:N0} bytes, the manifest records {expected.Bytes:N0} (truncated or replaced)");
+        string path = CheckSize(directory, file, expected);
+        long length = expected.Bytes;
         long blocks = (length + blockBytes - 1) / blockBytes;
         if (hashes.Count != blocks)
             throw new PackageFormatException(path, $"the manifest has {hashes.Count} block hashes for {blocks} blocks of {blockBytes:N0} bytes");
@@ -99,12 +95,7 @@ public static class PackageReader
 
     public static void VerifyFile(string directory, string file, FileEntry expected, CancellationToken cancellationToken = default)
     {
-        string path = System.IO.Path.Combine(directory, file);
-        if (!File.Exists(path))
-            throw new PackageFormatException(path, "missing");
-        long length = new FileInfo(path).Length;
-        if (length != expected.Bytes)
-            throw new PackageFormatException(path, $"holds {length:N0} bytes, the manifest records {expected.Bytes:N0} (truncated or replaced)");
+        string path = CheckSize(directory, file, expected);
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] buffer = new byte[1 << 20];
@@ -117,5 +108,17 @@ public static class PackageReader
         string actual = Convert.ToHexStringLower(sha.GetHashAndReset());
         if (!string.Equals(actual, expected.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new PackageFormatException(path, $"SHA-256 {actual} does not match the manifest's {expected.Sha256} (the file was altered)");
+    }
+
+    /// <summary>The file's path, once it is there with the size the manifest records (a truncated file fails here).</summary>
+    private static string CheckSize(string directory, string file, FileEntry expected)
+    {
+        string path = System.IO.Path.Combine(directory, file);
+        if (!File.Exists(path))
+            throw new PackageFormatException(path, "missing");
+        long length = new FileInfo(path).Length;
+        if (length != expected.Bytes)
+            throw new PackageFormatException(path, $"holds {length:N0} bytes, the manifest records {expected.Bytes:N0} (truncated or replaced)");
+        return path;
     }
 }

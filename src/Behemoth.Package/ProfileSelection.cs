@@ -20,14 +20,17 @@ public static class ProfileSelection
     /// Float32 keys and values of one sequence of <paramref name="tokens"/> positions: every layer holds all of them,
     /// except sliding and chunked layers (at most one window or chunk).
     /// </summary>
-    public static long KvCacheBytes(PackageManifest manifest, int tokens)
+    public static long KvCacheBytes(PackageManifest manifest, int tokens) =>
+        KvCacheBytes(manifest.KvCache, manifest.Model.NumLayers, manifest.Model.NumKvHeads, manifest.Model.HeadDim, tokens);
+
+    /// <summary>The same from a layer layout (a layer it does not list keeps every position).</summary>
+    public static long KvCacheBytes(IReadOnlyList<LayerKvCache>? layout, int layers, int kvHeads, int headDim, int tokens)
     {
-        var m = manifest.Model;
-        long perPosition = 2L * m.NumKvHeads * m.HeadDim * sizeof(float);
+        long perPosition = 2L * kvHeads * headDim * sizeof(float);
         long total = 0;
-        for (int l = 0; l < m.NumLayers; l++)
+        for (int l = 0; l < layers; l++)
         {
-            var layer = manifest.KvCache?.FirstOrDefault(x => x.Layer == l);
+            var layer = layout?.FirstOrDefault(x => x.Layer == l);
             int held = layer is { Attention: "chunked" or "sliding", Window: int w } ? Math.Min(tokens, w) : tokens;
             total += held * perPosition;
         }

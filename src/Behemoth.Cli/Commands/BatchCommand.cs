@@ -21,44 +21,22 @@ internal static class BatchCommand
         var input = new Option<string>("--in") { Description = "Prompts: one JSON object per line, {\"id\": …, \"prompt\": \"…\"} with optional max_tokens, temperature, top_k, top_p, seed, repetition_penalty, stop", Required = true };
         var output = new Option<string>("--out") { Description = "Results, appended one JSON line per prompt; rerunning the same command resumes it", Required = true };
         var choice = new ProfileChoice();
+        var generation = new GenerationOptionSet(perLine: true);
         var parallel = new Option<int>("--parallel") { Description = "Prompts generated at once (workers over one session)", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per worker (0 = cores / --parallel when --parallel > 1, else ONNX Runtime's default)", DefaultValueFactory = _ => 0 };
         var shard = new Option<string>("--shard") { Description = "Run shard i of N (i/N, i from 0), e.g. --shard $JOB_COMPLETION_INDEX/4; lines go to shards by a hash of their id", DefaultValueFactory = _ => "0/1" };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Most new tokens per prompt (a line's max_tokens overrides)", DefaultValueFactory = _ => 128 };
-        var temperature = new Option<float>("--temperature") { Description = "0 = greedy (a line's temperature overrides)", DefaultValueFactory = _ => 0f };
-        var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
-        var topP = new Option<float>("--top-p") { Description = "Sample within this probability mass", DefaultValueFactory = _ => 1f };
-        var penalty = new Option<float>("--repetition-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f };
-        var seed = new Option<int?>("--seed") { Description = "Seed of every line's own sampler (a line's seed overrides): same seed, same text, whatever else runs" };
-        var stop = new Option<string[]>("--stop") { Description = "Stop strings (repeatable); \\n is a newline", AllowMultipleArgumentsPerToken = false };
         var logEvery = new Option<double>("--log-interval") { Description = "Seconds between progress lines on stderr when it is not a terminal", DefaultValueFactory = _ => 10 };
         var provider = ProviderOption.Create();
         var command = new Command("batch", "Generate for every prompt of a JSON-lines file, resumably, in parallel and in shards")
         {
-            package, input, output, parallel, threads, shard, maxTokens, temperature, topK, topP, penalty, seed, stop, logEvery, provider,
+            package, input, output, parallel, threads, shard, logEvery, provider,
         };
         choice.AddTo(command);
+        generation.AddTo(command);
         command.SetAction((parse, cancellationToken) => CliErrors.RunAsync(parse, async () =>
         {
             string dir = parse.GetValue(package)!;
-            var defaults = new GenerationOptions
-            {
-                MaxNewTokens = parse.GetValue(maxTokens),
-                Temperature = parse.GetValue(temperature),
-                TopK = parse.GetValue(topK),
-                TopP = parse.GetValue(topP),
-                RepetitionPenalty = parse.GetValue(penalty),
-                Seed = parse.GetValue(seed),
-                StopStrings = (parse.GetValue(stop) ?? []).Select(s => s.Replace("\\n", "\n", StringComparison.Ordinal)).ToArray(),
-            };
-            try
-            {
-                defaults.Validate();
-            }
-            catch (ArgumentOutOfRangeException e)
-            {
-                throw new BehemothException($"invalid generation option {e.ParamName}: {e.Message.Split(" (Parameter")[0]}");
-            }
+            var defaults = generation.Read(parse);
             int workers = parse.GetValue(parallel);
             if (workers < 1) throw new BehemothException($"--parallel {workers}: give at least 1");
             int perWorker = parse.GetValue(threads);

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Behemoth.Formats.Errors;
 using Behemoth.Package;
 using Behemoth.Runtime;
+using Behemoth.Runtime.Generation;
 using Microsoft.ML.OnnxRuntime;
 
 namespace Behemoth.Cli.Commands;
@@ -60,11 +61,11 @@ internal static class BenchCommand
                 using var cache = session.NewCache(prompt + decode);
                 var t = Stopwatch.StartNew();
                 float[] logits = session.Forward(ids, cache, cancellationToken);
-                int next = ArgMax(logits.AsSpan((prompt - 1) * shape.VocabSize, shape.VocabSize));
+                int next = Logits.ArgMax(logits.AsSpan((prompt - 1) * shape.VocabSize, shape.VocabSize));
                 double ttft = t.Elapsed.TotalSeconds;
                 var d = Stopwatch.StartNew();
                 for (int i = 0; i < decode; i++)
-                    next = ArgMax(session.Forward([next], cache, cancellationToken));
+                    next = Logits.ArgMax(session.Forward([next], cache, cancellationToken));
                 double decodeSeconds = d.Elapsed.TotalSeconds;
                 if (r > 0) results.Add((prompt / ttft, decode / decodeSeconds, ttft));     // run 0 warms up
             }
@@ -115,13 +116,6 @@ internal static class BenchCommand
             throw new BehemothException("--threads with --memory-budget is not supported; name the --profile");
         var options = new SessionOptions { IntraOpNumThreads = threads };
         return DecoderSession.Open(dir, parse.GetValue(choice.Profile) ?? "full", options, ct);
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
     }
 
     private static double Median(IEnumerable<double> values)

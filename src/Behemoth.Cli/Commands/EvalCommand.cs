@@ -5,6 +5,7 @@ using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
 using Behemoth.Runtime;
+using Behemoth.Runtime.Generation;
 using Behemoth.Runtime.Text;
 
 namespace Behemoth.Cli.Commands;
@@ -71,7 +72,7 @@ internal static class EvalCommand
                             var span = ids.GetRange(start, Math.Min(w + 1, ids.Count - start)).ToArray();
                             float[] logits = forward(span[..^1]);
                             for (int t = 0; t < span.Length - 1; t++)
-                                nll -= LogSoftmaxAt(logits.AsSpan(t * vocab, vocab), span[t + 1]);
+                                nll -= Logits.LogProbability(logits.AsSpan(t * vocab, vocab), span[t + 1]);
                             count += span.Length - 1;
                         }
                     }
@@ -103,14 +104,5 @@ internal static class EvalCommand
             return 0;
         }));
         return command;
-    }
-
-    private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int target)
-    {
-        double max = double.NegativeInfinity;
-        foreach (float v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        foreach (float v in logits) sum += Math.Exp(v - max);
-        return logits[target] - max - Math.Log(sum);
     }
 }

@@ -16,44 +16,21 @@ internal static class RunCommand
     {
         var package = new Argument<string>("package") { Description = "Behemoth package directory" };
         var choice = new ProfileChoice();
+        var generation = new GenerationOptionSet(perLine: false);
         var prompt = new Option<string>("--prompt") { Description = "Prompt text (the beginning-of-sequence token is added)", Required = true };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Most new tokens", DefaultValueFactory = _ => 128 };
-        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0f };
-        var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = all)", DefaultValueFactory = _ => 0 };
-        var topP = new Option<float>("--top-p") { Description = "Sample within this probability mass", DefaultValueFactory = _ => 1f };
-        var penalty = new Option<float>("--repetition-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f };
-        var seed = new Option<int?>("--seed") { Description = "Same seed, same text" };
-        var stop = new Option<string[]>("--stop") { Description = "Stop strings (repeatable); \\n is a newline", AllowMultipleArgumentsPerToken = false };
         var truncate = new Option<bool>("--truncate-prompt") { Description = "Drop the oldest prompt tokens when the prompt does not fit (default: refuse)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, token counts, timings) instead of streaming" };
         var provider = ProviderOption.Create();
         var command = new Command("run", "Generate text with a package")
         {
-            package, prompt, maxTokens, temperature, topK, topP, penalty, seed, stop, truncate, json, provider,
+            package, prompt, truncate, json, provider,
         };
         choice.AddTo(command);
+        generation.AddTo(command);
         command.SetAction((parse, cancellationToken) => CliErrors.RunAsync(parse, async () =>
         {
             string dir = parse.GetValue(package)!;
-            var options = new GenerationOptions
-            {
-                MaxNewTokens = parse.GetValue(maxTokens),
-                Temperature = parse.GetValue(temperature),
-                TopK = parse.GetValue(topK),
-                TopP = parse.GetValue(topP),
-                RepetitionPenalty = parse.GetValue(penalty),
-                Seed = parse.GetValue(seed),
-                StopStrings = (parse.GetValue(stop) ?? []).Select(s => s.Replace("\\n", "\n", StringComparison.Ordinal)).ToArray(),
-                Overflow = parse.GetValue(truncate) ? PromptOverflow.TruncateStart : PromptOverflow.Refuse,
-            };
-            try
-            {
-                options.Validate();
-            }
-            catch (ArgumentOutOfRangeException e)
-            {
-                throw new BehemothException($"invalid generation option {e.ParamName}: {e.Message.Split(" (Parameter")[0]}");
-            }
+            var options = generation.Read(parse, parse.GetValue(truncate) ? PromptOverflow.TruncateStart : PromptOverflow.Refuse);
             // the budget counts a full context: the prompt may be truncated to fit, never more
             using var session = choice.Open(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken);
             var tokenizer = ModelTokenizer.Load(dir);

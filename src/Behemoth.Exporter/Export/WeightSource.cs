@@ -127,7 +127,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
         int blocks = quantized ? BlockQuantizer.BlocksPerRow(cols, bs) : 0, blockBytes = quantized ? BlockQuantizer.BytesPerBlock(bits, bs) : 0;
         if (!_stored.ContainsKey(onnxName)) WriteStack(onnxName, count, rows, cols, fill, quantized, blocks, blockBytes);
         string name = keep == count ? onnxName : $"{onnxName}.{start}-{start + keep}";
-        WeightRegion Prefix(string stored)
+        WeightRegion Slice(string stored)
         {
             var whole = _stored[stored];
             long per = whole.Length / count;
@@ -135,16 +135,16 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
         }
         if (quantized)
         {
-            string w = Reference(name, ElementType.UInt8, [keep, rows, blocks * blockBytes], Prefix(onnxName));
-            string s = Reference(name + ".scales", ElementType.Float, [keep, rows, blocks], Prefix(onnxName + ".scales"));
+            string w = Reference(name, ElementType.UInt8, [keep, rows, blocks * blockBytes], Slice(onnxName));
+            string s = Reference(name + ".scales", ElementType.Float, [keep, rows, blocks], Slice(onnxName + ".scales"));
             return (w, s);
         }
         if (options.Quant == QuantKind.Fp16)
         {
-            string w16 = Reference(name, ElementType.Float16, [keep, rows, cols], Prefix(onnxName));
+            string w16 = Reference(name, ElementType.Float16, [keep, rows, cols], Slice(onnxName));
             return (_graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))), null);
         }
-        return (Reference(name, ElementType.Float, [keep, rows, cols], Prefix(onnxName)), null);
+        return (Reference(name, ElementType.Float, [keep, rows, cols], Slice(onnxName)), null);
     }
 
     private void WriteStack(string onnxName, int count, int rows, int cols, Action<int, Span<float>> fill, bool quantized, int blocks, int blockBytes)

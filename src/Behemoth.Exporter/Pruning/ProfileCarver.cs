@@ -6,7 +6,17 @@ namespace Behemoth.Exporter.Pruning;
 
 /// <summary>One profile to carve: its name, the calibration domains it is for, and how many experts it keeps from scores.</summary>
 public sealed record CarveTarget(string Name, string Description, IReadOnlyDictionary<string, double> Domains,
-    Func<IReadOnlyDictionary<int, double[]>, Dictionary<int, int[]>> Choose);
+    Func<IReadOnlyDictionary<int, double[]>, Dictionary<int, int[]>> Choose)
+{
+    /// <summary>A device's profile: as many experts as its memory allows (<paramref name="planned"/> sees the plan).</summary>
+    public static CarveTarget ForDevice(DeviceSpec device, Formats.Config.DecoderConfig config, int blockSize = 32, Action<PruningPlan>? planned = null) =>
+        new(device.Name, string.IsNullOrEmpty(device.Description) ? $"device {device.Name}" : device.Description, device.Domains, scores =>
+        {
+            var plan = PruningPlanner.ForDevice(device, scores, config.Moe.TopK, new SizeModel(config, device.Quant, blockSize));
+            planned?.Invoke(plan);
+            return plan.Kept.ToDictionary(p => p.Key, p => p.Value);
+        });
+}
 
 /// <summary>
 /// From profiling statistics to device profiles: ranks experts by a criterion on each target's domain mix, keeps what
@@ -21,14 +31,32 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     public int Seed { get; init; } = 1234;
 
     private readonly Dictionary<string, CalibrationActivations> _activations = new();
+    private readonly Dictionary<(int Layer, string Mix), ReconstructionInputs> _inputs = new();
+
+    /// <summary>
+    /// A carver whose calibration text is what <paramref name="statsPath"/> records for each domain (re-read and
+    /// tokenized with <paramref name="encode"/> when the reconstruction criterion or refit needs activations).
+    /// </summary>
+    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, Func<string, IReadOnlyList<int>> encode, int seed = 1234)
+    {
+        int bos = model.Config.BosTokenId ?? 1, eos = model.Config.EosTokenIds.FirstOrDefault(2);
+        return new ProfileCarver(model, stats, name =>
+        {
+            var domain = stats.Domains[name];
+            var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray();
+            return CalibrationSets.Load(name, files, encode, bos, eos, (int)domain.Tokens);
+        }) { Seed = seed };
+    }
 
     public ProfileSpec Carve(CarveTarget target, PruningCriterion criterion, Distillation distillation, IProgress<string>? progress = null,
         CancellationToken cancellationToken = default)
     {
         var mixed = stats.Mix(target.Domains, $"profile '{target.Name}'");
         bool needActivations = criterion == PruningCriterion.Reconstruction || distillation == Distillation.Refit;
-        var inputs = new Dictionary<int, ReconstructionInputs>();
-        ReconstructionInputs Inputs(int layer) => inputs.TryGetValue(layer, out var r) ? r : inputs[layer] = BuildInputs(layer, target.Domains, cancellationToken);
+        // built once per layer and domain mix: every target with the same mix (keep ratios, devices) reuses them
+        string mix = string.Join(",", target.Domains.OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => $"{d.Key}={d.Value:R}"));
+        ReconstructionInputs Inputs(int layer) =>
+            _inputs.TryGetValue((layer, mix), out var r) ? r : _inputs[(layer, mix)] = BuildInputs(layer, target.Domains, cancellationToken);
         var scores = Criteria.Scores(criterion, mixed, Seed, needActivations ? Inputs : null);
         var kept = target.Choose(scores);
         progress?.Report($"{target.Name}: {criterion.ToString().ToLowerInvariant()} keeps {kept.Values.Sum(k => k.Length)} of "

@@ -50,6 +50,6 @@ public sealed class SizeModel(DecoderConfig c, QuantKind quant, int blockSize = 
     }
 
     /// <summary>Float32 keys and values of one sequence of <paramref name="tokens"/>: chunked and sliding layers hold one window at most.</summary>
-    public long KvCache(int tokens) => c.Layers.Sum(l =>
-        2L * c.NumKvHeads * c.HeadDim * 4 * (l.Attention == AttentionKind.Full ? tokens : Math.Min(tokens, l.Window)));
+    public long KvCache(int tokens) =>
+        Package.ProfileSelection.KvCacheBytes(DecoderGraph.KvCacheLayout(c, new ExportOptions()), c.NumLayers, c.NumKvHeads, c.HeadDim, tokens);
 }

@@ -10,7 +10,7 @@ internal sealed class Sampler(GenerationOptions options)
         if (options.RepetitionPenalty != 1f)
             foreach (int id in seen)
                 logits[id] = logits[id] > 0 ? logits[id] / options.RepetitionPenalty : logits[id] * options.RepetitionPenalty;
-        if (options.Temperature == 0f) return ArgMax(logits);
+        if (options.Temperature == 0f) return Logits.ArgMax(logits);
 
         // candidates sorted by logit, cut by top-k, softmax at the temperature, cut by top-p, then one draw
         int[] order = Enumerable.Range(0, logits.Length).ToArray();
@@ -37,12 +37,5 @@ internal sealed class Sampler(GenerationOptions options)
             if (draw <= 0) return order[i];
         }
         return order[cut - 1];
-    }
-
-    internal static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
     }
 }
