@@ -178,6 +178,20 @@ internal static class PruningTable
                     + $" | {r.Translation:F1} | {r.All:F2} | {100 * (r.All / full.All - 1):+0.0;-0.0}% | {r.Chrf:F1} |");
         }
         sb.AppendLine();
+        sb.AppendLine("## Per language and domain, keep 50%, no distillation");
+        foreach (var quant in rows.Select(r => r.Quant).Distinct())
+        {
+            var q = rows.Where(r => r.Quant == quant && (r.Keep == 1.0 || (r.Keep == 0.5 && r.Distil == "none"))).ToList();
+            var slices = q[0].Slices.Keys.Order(StringComparer.Ordinal).ToArray();
+            sb.AppendLine();
+            sb.AppendLine($"{quant.ToString().ToLowerInvariant()}, held-out perplexity per slice (the other cells are in `pruning.json`):");
+            sb.AppendLine();
+            sb.AppendLine($"| slice | {string.Join(" | ", q.Select(r => r.Keep == 1.0 ? "100 %" : r.Criterion))} |");
+            sb.AppendLine($"|---|{string.Concat(q.Select(_ => "---|"))}");
+            foreach (var slice in slices)
+                sb.AppendLine($"| {slice} | {string.Join(" | ", q.Select(r => r.Slices[slice].ToString("F1", CultureInfo.InvariantCulture)))} |");
+        }
+        sb.AppendLine();
         sb.AppendLine("## What this run shows");
         sb.AppendLine();
         foreach (var line in Findings(rows)) sb.AppendLine("- " + line);
