@@ -18,6 +18,13 @@ public sealed class GenerationMonitor
 
     public long Failed => Interlocked.Read(ref _failed);
 
+    /// <summary>
+    /// Awaited by every generation once it holds a slot and its response headers are out, before the prefill; null
+    /// in the app. Tests set it to keep a generation running (or waiting) for exactly as long as they need, so no
+    /// test depends on how fast this machine generates.
+    /// </summary>
+    internal Func<CancellationToken, Task>? Hold { get; set; }
+
     internal void Started() => Interlocked.Increment(ref _active);
     internal void Ended() => Interlocked.Decrement(ref _active);
     internal void Waiting() => Interlocked.Increment(ref _queued);

@@ -7,8 +7,8 @@ using Behemoth.Tests;
 namespace Behemoth.Exporter.Tests;
 
 /// <summary>
-/// Exported fp32 packages run by ONNX Runtime against the float64 golden logits (../shared/golden and the variant
-/// fixtures): the whole sequence at once, and one token at a time through the KV cache, for both MoE forms.
+/// Exported fp32 packages run by ONNX Runtime against the float64 golden logits (tests/fixtures/golden and the
+/// variant fixtures; the shared golden sets too when that folder is present): the whole sequence at once, and one token at a time through the KV cache, for both MoE forms.
 /// </summary>
 public sealed class OnnxParityTests
 {
@@ -46,6 +46,17 @@ public sealed class OnnxParityTests
             session.Forward(ids.AsSpan(t, 1), cache).CopyTo(stepwise.AsSpan(t * vocab));
         Assert.Equal(ids.Length, cache.Length);
         AssertClose(expected, stepwise, vocab, "token by token");
+    }
+
+    public static TheoryData<string> GoldenSets() => new() { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "llama4" };
+
+    [SkippableTheory]
+    [MemberData(nameof(GoldenSets))]
+    public void Fp32_package_matches_shared_golden_logits(string name)
+    {
+        string? dir = TestPaths.SharedGolden(name);
+        Skip.If(dir is null, TestPaths.SharedMissing);
+        Fp32_package_matches_golden_logits(dir!, MoeForm.Fused);
     }
 
     [Fact]

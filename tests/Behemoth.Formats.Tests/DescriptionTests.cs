@@ -12,7 +12,7 @@ public sealed class DescriptionTests
     public static TheoryData<string> RealConfigs()
     {
         var data = new TheoryData<string>();
-        foreach (var f in Directory.GetFiles(Path.Combine(TestPaths.Shared, "configs"), "*.json").Order())
+        foreach (var f in Directory.GetFiles(Path.Combine(TestPaths.Fixtures, "configs"), "*.json").Order())
             data.Add(Path.GetFileName(f));
         return data;
     }
@@ -39,6 +39,7 @@ public sealed class DescriptionTests
     [InlineData("Phi-3.5-MoE-instruct.partial.json", 41.9, 6.6, 1)]
     [InlineData("DeepSeek-V2-Lite.json", 15.7, null, 1)]
     [InlineData("gpt-oss-20b.reconstructed.json", 20.9, null, 1)]
+    [InlineData("DeepSeek-V3.transcribed.json", 671.0, 37.5, 0)]
     [InlineData("Llama-4-Scout-17B-16E.assembled.json", null, 17.0, 0)]
     public void Parameter_counts_match_published_figures(string file, double? totalB, double? activeB, int digits)
     {

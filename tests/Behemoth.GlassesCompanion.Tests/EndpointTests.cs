@@ -153,9 +153,12 @@ public sealed class EndpointTests(PackageFixture package)
     public async Task Beyond_the_running_generations_and_the_queue_requests_get_503()
     {
         await using var host = await GlassesHost.StartAsync(package, [.. LongSettings, "--Glasses:MaxConcurrentGenerations", "1", "--Glasses:QueueLimit", "1"]);
+        // every generation waits at the gate, so the first one holds the only slot until the test opens it
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.Monitor.Hold = ct => gate.Task.WaitAsync(ct);
         using var running = await SseClient.PostAsync(host.Client, new GenerateRequest("summary", LongCaption, 4));
         Assert.Equal(HttpStatusCode.OK, running.StatusCode);
-        await GlassesHost.WaitForAsync(() => host.Monitor.Active == 1, "the first generation to run");
+        Assert.Equal(1, host.Monitor.Active);   // the headers come after the slot is taken
 
         var queued = SseClient.PostAsync(host.Client, new GenerateRequest("translate", "Good morning", 4));
         await GlassesHost.WaitForAsync(() => host.Monitor.Queued == 1, "the second request to queue");
@@ -166,6 +169,7 @@ public sealed class EndpointTests(PackageFixture package)
         Assert.Contains("busy", await rejected.Content.ReadAsStringAsync());
 
         // the running and the queued one both finish
+        gate.SetResult();
         Assert.Equal("done", (await ReadAllAsync(running))[^1].Name);
         using var second = await queued;
         Assert.Equal(HttpStatusCode.OK, second.StatusCode);
@@ -178,11 +182,14 @@ public sealed class EndpointTests(PackageFixture package)
     public async Task A_client_that_hangs_up_stops_its_generation()
     {
         await using var host = await GlassesHost.StartAsync(package, LongSettings);
+        // the first generation stays running until its request is aborted, however fast this machine is
+        int calls = 0;
+        host.Monitor.Hold = ct => Interlocked.Increment(ref calls) == 1 ? Task.Delay(Timeout.Infinite, ct) : Task.CompletedTask;
         // no draining of an unread response on dispose: the connection closes, as when a browser tab goes away
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = host.Address };
         var response = await SseClient.PostAsync(client, new GenerateRequest("summary", LongCaption, 40));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        await GlassesHost.WaitForAsync(() => host.Monitor.Active == 1, "the generation to start");
+        Assert.Equal(1, host.Monitor.Active);
         response.Dispose();
 
         await GlassesHost.WaitForAsync(() => host.Monitor.Active == 0, "the generation to stop");

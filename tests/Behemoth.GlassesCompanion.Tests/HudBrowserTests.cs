@@ -22,6 +22,10 @@ public sealed class HudBrowserTests(PackageFixture package)
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Args = ["--no-sandbox"] });
         var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 760, Height = 440 } });
+        // Waits end on the page's own events (data-done, the profile text); these limits only turn a hang into a
+        // failure, far above Playwright's defaults (30 s, 5 s for expectations), which a loaded machine can exceed.
+        page.SetDefaultTimeout(300_000);
+        Assertions.SetDefaultExpectTimeout(300_000);
         await page.GotoAsync(new Uri(host.Address, "/?token=" + host.Pairing.Token).ToString());
         await Assertions.Expect(page.Locator("#profile")).ToHaveTextAsync("glasses");
 

@@ -6,7 +6,8 @@ namespace Behemoth.Reference.Tests;
 
 /// <summary>
 /// The reference engine against logits computed in float64 by independent implementations of the Hugging Face
-/// modeling code: ../shared/golden (five architectures) and tests/fixtures/variants (flags, dtypes, sharding).
+/// modeling code: tests/fixtures/golden (five architectures) and tests/fixtures/variants (flags, dtypes, sharding),
+/// both from tools/oracle; and, when the shared folder is present, its golden sets from a separate implementation.
 /// </summary>
 public sealed class ParityTests
 {
@@ -25,6 +26,15 @@ public sealed class ParityTests
     [Theory]
     [MemberData(nameof(GoldenSets))]
     public void Matches_golden_logits(string name) => AssertParity(TestPaths.Golden(name));
+
+    [SkippableTheory]
+    [MemberData(nameof(GoldenSets))]
+    public void Matches_shared_golden_logits(string name)
+    {
+        string? dir = TestPaths.SharedGolden(name);
+        Skip.If(dir is null, TestPaths.SharedMissing);
+        AssertParity(dir!);
+    }
 
     [Theory]
     [MemberData(nameof(Variants))]

@@ -1,7 +1,7 @@
 using Behemoth.Runtime.Chat;
 using Behemoth.Runtime.Text;
 using Microsoft.Extensions.AI;
-using static Behemoth.Runtime.Tests.SharedTokenizers;
+using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;
 

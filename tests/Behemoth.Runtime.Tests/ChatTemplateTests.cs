@@ -4,7 +4,7 @@ using static Behemoth.Runtime.Text.ChatTurn;
 namespace Behemoth.Runtime.Tests;
 
 /// <summary>
-/// Rendered prompts against strings derived by hand: Mistral from shared/tokenizers/chat_templates/*.jinja, the others
+/// Rendered prompts against strings derived by hand: Mistral from tests/fixtures/tokenizers/chat_templates/*.jinja, the others
 /// from the formats their model cards and chat templates document.
 /// </summary>
 public class ChatTemplateTests
@@ -146,9 +146,9 @@ public class ChatTemplateTests
     [Fact]
     public void A_llama4_model_whose_tokenizer_lacks_header_tokens_gets_the_plain_template()
     {
-        var sentencePiece = SharedTokenizers.Get(SharedTokenizers.Llama2);
+        var sentencePiece = RealTokenizers.Get(RealTokenizers.Llama2);
         Assert.Equal("plain", ChatTemplate.ForModelType("llama4_text", sentencePiece.SpecialTokens).Name);
-        Assert.Equal("llama3", ChatTemplate.ForModelType("llama4_text", SharedTokenizers.Get(SharedTokenizers.Llama3).SpecialTokens).Name);
+        Assert.Equal("llama3", ChatTemplate.ForModelType("llama4_text", RealTokenizers.Get(RealTokenizers.Llama3).SpecialTokens).Name);
     }
 
     [Fact]

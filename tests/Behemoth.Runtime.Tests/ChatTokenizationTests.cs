@@ -1,6 +1,6 @@
 using Behemoth.Runtime.Text;
 using static Behemoth.Runtime.Text.ChatTurn;
-using static Behemoth.Runtime.Tests.SharedTokenizers;
+using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;
 

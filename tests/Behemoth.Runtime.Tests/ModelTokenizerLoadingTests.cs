@@ -1,7 +1,7 @@
 using Behemoth.Package;
 using Behemoth.Runtime.Text;
 using Behemoth.Tests;
-using static Behemoth.Runtime.Tests.SharedTokenizers;
+using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;
 

@@ -1,11 +1,11 @@
 using System.Text;
 using System.Text.Json;
 using Behemoth.Runtime.Text;
-using static Behemoth.Runtime.Tests.SharedTokenizers;
+using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;
 
-/// <summary>The ids shared/tokenizers/README.md gives, special-token ids, and lossless round trips of real text.</summary>
+/// <summary>The ids tests/fixtures/tokenizers/README.md gives, special-token ids, and lossless round trips of real text.</summary>
 public class TokenizerGoldenTests
 {
     [Theory]
@@ -16,7 +16,7 @@ public class TokenizerGoldenTests
     [InlineData(Llama4, "tiktoken", new[] { 19873, 3817 })]
     [InlineData(Qwen, "tiktoken", new[] { 9707, 1879 })]
     [InlineData(Olmoe, "huggingface-json", new[] { 12092, 1533 })]
-    public void Hello_world_encodes_to_the_ids_in_the_shared_readme(string file, string kind, int[] expected)
+    public void Hello_world_encodes_to_the_published_ids(string file, string kind, int[] expected)
     {
         var tok = Get(file);
         Assert.Equal(kind, tok.Kind);
@@ -101,4 +101,15 @@ public class TokenizerGoldenTests
     }
 
     public static TheoryData<string> AllFiles() => new(All);
+
+    /// <summary>The repository's copies are the files of the shared folder, byte for byte, when it is present.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(AllFiles))]
+    public void Tokenizer_file_equals_the_shared_copy(string file)
+    {
+        string? shared = Behemoth.Tests.TestPaths.Shared is { } s ? Path.Combine(s, "tokenizers", file) : null;
+        Skip.If(shared is null || !File.Exists(shared), Behemoth.Tests.TestPaths.SharedMissing + " (or it has no " + file + ")");
+        Assert.Equal(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(shared!)),
+            System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(PathOf(file))));
+    }
 }

@@ -25,6 +25,8 @@ CLI:
         Recompute logits for each directory and print max |diff| vs logits.f32.
     hf_moe_oracle.py logits MODEL_DIR [--ids input_ids.json] [--out logits.f32]
         Compute logits for an arbitrary HF model dir.
+    hf_moe_oracle.py make-golden OUT_DIR [--only NAME ...]
+        Generate the repository's golden sets (configs in golden_configs/, fresh weights).
     hf_moe_oracle.py make-variants OUT_DIR [--only NAME ...]
         Generate the extra fixtures (see VARIANTS at the bottom).
     hf_moe_oracle.py sensitivity VARIANTS_DIR
@@ -836,12 +838,12 @@ VARIANTS = {
 GAP_MIN = 3e-3  # required: >= 1e-3; we ask for a little more margin
 
 
-def make_variant(name: str, v: dict, out_root: str, max_tries: int = 200):
+def make_variant(name: str, v: dict, out_root: str, max_tries: int = 200, seed_base: int = 1000):
     cfg = v["config"]
     spec = resolve(cfg)
     c = cfg["text_config"] if "text_config" in cfg else cfg
     for attempt in range(max_tries):
-        seed = 1000 + attempt
+        seed = seed_base + attempt
         rng = np.random.default_rng(seed)
         W = gen_weights(spec, c, rng)
         Wq = {k: quantize(a, v["dtype"]) for k, a in W.items()}  # compute from weights AS STORED
@@ -924,6 +926,29 @@ def make_variant(name: str, v: dict, out_root: str, max_tries: int = 200):
           f"{size / 1024:.0f} KiB" + (f", clip changed {st.clip_changed}/{st.clip_total}" if spec.clip_qkv else ""))
 
 
+# The repository's own golden sets: the five architectures' tiny configs (tools/oracle/golden_configs,
+# the same shapes and flags as the shared golden sets), fresh NumPy weights, 24 tokens, float32 storage.
+GOLDEN_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_configs")
+GOLDEN_EXERCISES = {
+    "mixtral": ["GQA 4:2, 8 experts top-2 renormalised, rope_theta 1e6"],
+    "qwen2_moe": ["q/k/v bias, shared expert with sigmoid gate, norm_topk_prob false"],
+    "qwen3_moe": ["per-head q_norm/k_norm, norm_topk_prob true"],
+    "olmoe": ["q_norm/k_norm over the full projections, rope_theta 1e4"],
+    "llama4": ["layers 0, 2: RoPE + chunked attention (chunk 8) + qk L2 norm; layer 1: NoPE + temperature tuning "
+               "(floor_scale 4); top-1 sigmoid routing on the expert input; shared expert"],
+}
+
+
+def make_golden(out_root: str, only=None):
+    for name in sorted(GOLDEN_EXERCISES):
+        if only and name not in only:
+            continue
+        with open(os.path.join(GOLDEN_CONFIGS, name + ".json")) as f:
+            cfg = json.load(f)
+        v = dict(config=cfg, dtype="F32", seq=24, shards=1, exercises=GOLDEN_EXERCISES[name])
+        make_variant(name, v, out_root, seed_base=1)
+
+
 # --------------------------------------------------------------------------------------
 # Sensitivity: show that each fixture's flag matters (mutate the resolved spec, recompute)
 # --------------------------------------------------------------------------------------
@@ -1003,6 +1028,9 @@ def main(argv=None):
     p3 = sub.add_parser("make-variants")
     p3.add_argument("out_dir")
     p3.add_argument("--only", nargs="*")
+    p5 = sub.add_parser("make-golden")
+    p5.add_argument("out_dir")
+    p5.add_argument("--only", nargs="*")
     p4 = sub.add_parser("sensitivity")
     p4.add_argument("variants_dir")
     a = ap.parse_args(argv)
@@ -1027,6 +1055,9 @@ def main(argv=None):
         if a.out:
             logits.astype("<f4").tofile(a.out)
         print(f"{spec.kind}: shape {logits.shape}, max|logit| {np.max(np.abs(logits)):.4f}, min gap {st.min_gap:.4g}")
+        return 0
+    if a.cmd == "make-golden":
+        make_golden(a.out_dir, a.only)
         return 0
     if a.cmd == "make-variants":
         for name, v in VARIANTS.items():

@@ -13,7 +13,7 @@ public static class ArchitectureRegistry
         new Architecture[]
         {
             new Mixtral(), new Qwen2Moe(), new Qwen3Moe(), new Olmoe(), new Llama4(), new Llama4Conditional(),
-            new DeepseekV2(), new PhiMoe(), new GptOss(),
+            new DeepseekV2(), new DeepseekV3(), new PhiMoe(), new GptOss(),
         }.ToDictionary(a => a.Name, StringComparer.Ordinal),
         StringComparer.Ordinal);
 

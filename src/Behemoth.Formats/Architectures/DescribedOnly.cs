@@ -75,9 +75,12 @@ public abstract class DescribedOnlyArchitecture : Architecture
 }
 
 /// <summary><c>DeepseekV2ForCausalLM</c>: multi-head latent attention, dense first layers, routed + shared experts.</summary>
-public sealed class DeepseekV2 : DescribedOnlyArchitecture
+public class DeepseekV2 : DescribedOnlyArchitecture
 {
     public override string Name => "DeepseekV2ForCausalLM";
+
+    /// <summary>Whether each router carries <c>e_score_correction_bias</c> (DeepSeek-V3's selection-only bias).</summary>
+    protected virtual bool HasScoreCorrectionBias => false;
 
     protected override int Experts(ConfigReader c) => c.RequiredInt("n_routed_experts");
 
@@ -110,6 +113,8 @@ public sealed class DeepseekV2 : DescribedOnlyArchitecture
         }
         int inter = c.RequiredInt("moe_intermediate_size");
         t.Add(new($"{mlp}.gate.weight", [experts, hidden], TensorRole.Router, l));
+        if (HasScoreCorrectionBias)
+            t.Add(new($"{mlp}.gate.e_score_correction_bias", [experts], TensorRole.Router, l));
         for (int e = 0; e < experts; e++)
             AddSwiGlu(t, $"{mlp}.experts.{e}", inter, hidden, TensorRole.RoutedExperts, l, e);
         int shared = c.Int("n_shared_experts", 0);
@@ -117,6 +122,18 @@ public sealed class DeepseekV2 : DescribedOnlyArchitecture
             AddSwiGlu(t, $"{mlp}.shared_experts", inter * shared, hidden, TensorRole.SharedExpert, l);
         return true;
     }
+}
+
+/// <summary>
+/// <c>DeepseekV3ForCausalLM</c> (DeepSeek-V3/R1, Moonlight, Kimi): the DeepSeek-V2 layout plus a per-router score
+/// correction bias. The multi-token-prediction layer (<c>num_nextn_predict_layers</c>) is not counted: Hugging Face
+/// checkpoints of the model run without it.
+/// </summary>
+public sealed class DeepseekV3 : DeepseekV2
+{
+    public override string Name => "DeepseekV3ForCausalLM";
+
+    protected override bool HasScoreCorrectionBias => true;
 }
 
 /// <summary><c>PhiMoEForCausalLM</c> (Phi-3.5-MoE): biased attention, LayerNorm with bias, Mixtral-style experts.</summary>

@@ -1,11 +1,10 @@
-using System.IO.Compression;
 using System.Text.Json;
 using Behemoth.Runtime.Text;
 
 namespace Behemoth.Runtime.Tests;
 
-/// <summary>The real tokenizer files of shared/tokenizers, loaded once per test run, and corpus text to feed them.</summary>
-public static class SharedTokenizers
+/// <summary>The real tokenizer files of tests/fixtures/tokenizers, loaded once per test run, and corpus text to feed them.</summary>
+public static class RealTokenizers
 {
     public const string MistralV1 = "mistral/mistral-v1-mixtral-8x7b.tokenizer.model";
     public const string MistralV3 = "mistral/mistral_instruct_tokenizer_240323.model.v3";
@@ -20,28 +19,24 @@ public static class SharedTokenizers
     private static readonly Dictionary<string, Lazy<LoadedTokenizer>> Cache =
         All.ToDictionary(f => f, f => new Lazy<LoadedTokenizer>(() => ModelTokenizer.OpenFile(PathOf(f))));
 
-    public static string PathOf(string file) => Path.Combine(Behemoth.Tests.TestPaths.Shared, "tokenizers", file);
+    public static string PathOf(string file) => Behemoth.Tests.TestPaths.Tokenizer(file);
 
     public static LoadedTokenizer Get(string file) => Cache[file].Value;
 
     private static readonly Lazy<IReadOnlyList<string>> CorpusLines = new(ReadCorpus);
 
-    /// <summary>The first 40 non-empty texts of each language (en, it, fr, de, es) in shared/corpus/mix.jsonl.gz: 200 in all.</summary>
+    /// <summary>The first 40 non-empty texts of each language (en, it, fr, de, es) of the training mix: 200 in all
+    /// (tests/fixtures/corpus/multilingual-200.jsonl).</summary>
     public static IReadOnlyList<string> Multilingual => CorpusLines.Value;
 
     private static List<string> ReadCorpus()
     {
-        const int PerLanguage = 40;
-        var byLang = new Dictionary<string, List<string>> { ["en"] = [], ["it"] = [], ["fr"] = [], ["de"] = [], ["es"] = [] };
-        using var file = File.OpenRead(Path.Combine(Behemoth.Tests.TestPaths.Shared, "corpus", "mix.jsonl.gz"));
-        using var reader = new StreamReader(new GZipStream(file, CompressionMode.Decompress));
-        while (reader.ReadLine() is { } line && byLang.Values.Any(l => l.Count < PerLanguage))
+        var texts = new List<string>();
+        foreach (string line in File.ReadLines(Path.Combine(Behemoth.Tests.TestPaths.Fixtures, "corpus", "multilingual-200.jsonl")))
         {
             using var doc = JsonDocument.Parse(line);
-            string lang = doc.RootElement.GetProperty("lang").GetString()!;
-            string text = doc.RootElement.GetProperty("text").GetString()!;
-            if (text.Trim().Length > 0 && byLang.TryGetValue(lang, out var list) && list.Count < PerLanguage) list.Add(text);
+            texts.Add(doc.RootElement.GetProperty("text").GetString()!);
         }
-        return byLang.Values.SelectMany(l => l).ToList();
+        return texts;
     }
 }
