@@ -204,6 +204,22 @@ public sealed class PackagingTests(PackedFeed feed) : IClassFixture<PackedFeed>
         Assert.Equal(feed.Expected, json["text"]!.GetValue<string>());
     }
 
+    [Fact]
+    public void The_tool_references_what_the_cli_references_but_for_the_native_onnx_runtime()
+    {
+        static string[] References(string project)
+        {
+            var xml = XDocument.Load(Path.Combine(TestPaths.RepoRoot, "src", project, project + ".csproj"));
+            return xml.Descendants()
+                .Where(e => e.Name.LocalName is "ProjectReference" or "PackageReference")
+                .Select(e => (string)e.Attribute("Include")!)
+                .Where(r => !NativeOnnxRuntime.Contains(r))
+                .Order()
+                .ToArray();
+        }
+        Assert.Equal(References("Behemoth.Cli"), References("Behemoth.Tool"));
+    }
+
     private static string GlobalPackagesFolder() =>
         Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } env
             ? env
@@ -232,6 +248,7 @@ internal static class Processes
         foreach (string a in args) start.ArgumentList.Add(a);
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
+        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";     // no build node outlives the test
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
