@@ -56,7 +56,7 @@ public sealed class DecoderSession : IDisposable
         var manifest = PackageReader.ReadManifest(packageDirectory);
         var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
         string graph = Path.Combine(packageDirectory, info.Graph);
-        var session = options is null ? new InferenceSession(graph) : new InferenceSession(graph, options);
+        var session = ExecutionProviders.LoadingNative(() => options is null ? new InferenceSession(graph) : new InferenceSession(graph, options));
         return new DecoderSession(packageDirectory, manifest, profile, session);
     }
 
