@@ -8,9 +8,15 @@ namespace Behemoth.Runtime;
 /// kept between calls. Loading checks the size and SHA-256 of every file the profile uses, so a tampered or truncated
 /// package is refused with the file's name before ONNX Runtime reads it.
 /// </summary>
+/// <remarks>
+/// Thread-safe to dispose at any time: <see cref="Dispose"/> terminates the <see cref="Forward"/> calls in flight, waits
+/// for them to leave, then frees the native session. A Forward that Dispose ended, and any call after it, throws
+/// <see cref="ObjectDisposedException"/> (never a native error); a generation on the session ends with that exception.
+/// </remarks>
 public sealed class DecoderSession : IDisposable
 {
     private readonly InferenceSession _session;
+    private readonly NativeLifetime _lifetime = new();
 
     private DecoderSession(string directory, PackageManifest manifest, string profile, InferenceSession session)
     {
@@ -20,13 +26,28 @@ public sealed class DecoderSession : IDisposable
         _session = session;
     }
 
+    /// <summary>The package folder the session was opened from.</summary>
     public string Directory { get; }
 
     /// <summary>The execution provider the session runs on (after <see cref="ExecutionProvider.Auto"/>'s fallbacks).</summary>
     public ExecutionProvider Provider { get; private init; } = ExecutionProvider.Cpu;
+    /// <summary>The package's manifest (stays readable after <see cref="Dispose"/>).</summary>
     public PackageManifest Manifest { get; }
+
+    /// <summary>The device profile loaded.</summary>
     public string Profile { get; }
+
+    /// <summary>The model's dimensions, from the manifest.</summary>
     public ModelShape Shape => Manifest.Model;
+
+    /// <summary>True once <see cref="Dispose"/> has freed the native session (it waits for the runs in flight first).</summary>
+    public bool IsDisposed => _lifetime.IsReleased;
+
+    /// <summary>Dispose has begun (runs in flight are being terminated); <see cref="IsDisposed"/> follows once they left.</summary>
+    internal bool IsDisposing => _lifetime.IsDisposing;
+
+    /// <summary>Called on the Forward thread just before the native run starts (tests use it to dispose mid-run).</summary>
+    internal Action? RunStarting { get; set; }
 
     /// <summary>Opens <paramref name="profile"/> of the package in <paramref name="packageDirectory"/>.</summary>
     /// <param name="options">Session options (execution providers, threads); CPU defaults when null.</param>
@@ -35,7 +56,7 @@ public sealed class DecoderSession : IDisposable
         var manifest = PackageReader.ReadManifest(packageDirectory);
         var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
         string graph = Path.Combine(packageDirectory, info.Graph);
-        var session = options is null ? new InferenceSession(graph) : new InferenceSession(graph, options);
+        var session = ExecutionProviders.LoadingNative(() => options is null ? new InferenceSession(graph) : new InferenceSession(graph, options));
         return new DecoderSession(packageDirectory, manifest, profile, session);
     }
 
@@ -79,14 +100,27 @@ public sealed class DecoderSession : IDisposable
     /// <summary>An empty KV cache for one sequence (dispose it when the sequence is done).</summary>
     /// <param name="capacity">Positions to preallocate for layers that append in place (it grows past that, doubling);
     /// the generator passes prompt + new tokens. Default: 256.</param>
-    public KvCache NewCache(int capacity = 256) => new(Shape, Manifest.KvCache, capacity);
+    /// <exception cref="ObjectDisposedException">The session is disposed.</exception>
+    public KvCache NewCache(int capacity = 256)
+    {
+        _lifetime.ThrowIfDisposed(this);
+        return new(Shape, Manifest.KvCache, capacity);
+    }
 
     /// <summary>
     /// Runs <paramref name="tokens"/> (the next tokens of the sequence) and returns their logits, [tokens, vocab]
     /// row-major; the cache grows by the same number of positions.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The session or the cache is disposed, before or during the run (Dispose
+    /// terminates the run; the cache is then unusable for this sequence).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="InvalidOperationException">Another Forward is running on the same cache.</exception>
     public float[] Forward(ReadOnlySpan<int> tokens, KvCache cache, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(cache);
+        // the leases keep the native session and the cache's buffers alive until this call has left native code
+        using var sessionLease = _lifetime.Enter(this);
+        using var cacheLease = cache.Enter();
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
         int seq = tokens.Length, past = cache.Length, total = past + seq;
         if (total > Shape.ContextLength)
@@ -115,16 +149,21 @@ public sealed class DecoderSession : IDisposable
         for (int l = 0; l < Shape.NumLayers; l++) cache.Bind(binding, l, total);
 
         using var runOptions = new RunOptions();
+        using var sessionRun = _lifetime.Track(runOptions);
+        using var cacheRun = cache.Track(runOptions);
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
         try
         {
+            RunStarting?.Invoke();
             _session.RunWithBinding(runOptions, binding);
         }
-        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        catch (OnnxRuntimeException) when (_lifetime.IsDisposing || cache.IsDisposing || cancellationToken.IsCancellationRequested)
         {
-            // Terminate makes ONNX Runtime fail the run; the caller asked for a cancellation, so that is what it gets
+            // Terminate makes ONNX Runtime fail the run; report why it was terminated, not ONNX Runtime's message
+            ThrowIfDisposing(cache);
             throw new OperationCanceledException(cancellationToken);
         }
+        ThrowIfDisposing(cache);
         cancellationToken.ThrowIfCancellationRequested();
 
         string[] names = binding.GetOutputNames();
@@ -152,5 +191,16 @@ public sealed class DecoderSession : IDisposable
         }
     }
 
-    public void Dispose() => _session.Dispose();
+    private void ThrowIfDisposing(KvCache cache)
+    {
+        // a run that finished as Dispose began still ends disposed: the caller's session or sequence is gone
+        if (_lifetime.IsDisposing) throw new ObjectDisposedException(nameof(DecoderSession), "the session was disposed while Forward ran");
+        if (cache.IsDisposing) throw new ObjectDisposedException(nameof(KvCache), "the cache was disposed while Forward ran");
+    }
+
+    /// <summary>
+    /// Terminates the Forward calls in flight, waits for them to end, then frees the native session. Idempotent and
+    /// thread-safe: a second call waits for the first to finish. Do not call it from inside a Forward on this session.
+    /// </summary>
+    public void Dispose() => _lifetime.Dispose(_session.Dispose);
 }

@@ -12,16 +12,23 @@ public enum ExecutionProvider
     DirectML,
 }
 
-/// <summary>The provider could not be used; the message says what is missing.</summary>
+/// <summary>The provider, or the ONNX Runtime native library itself, could not be used; the message says what is missing.</summary>
 public sealed class ExecutionProviderException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>Session options for a provider, with the fallbacks of <see cref="ExecutionProvider.Auto"/>.</summary>
 public static class ExecutionProviders
 {
+    /// <summary>What an app that references Behemoth.Runtime without a native ONNX Runtime package is told to add.</summary>
+    internal const string NativePackages = "add one native ONNX Runtime package to the app: Microsoft.ML.OnnxRuntime (CPU), "
+        + "Microsoft.ML.OnnxRuntime.Gpu (CUDA, Linux and Windows) or Microsoft.ML.OnnxRuntime.DirectML (Windows); "
+        + "Behemoth.Runtime references only the managed API (Microsoft.ML.OnnxRuntime.Managed)";
+
     /// <summary>Creates session options; <paramref name="chosen"/> is the provider actually appended.</summary>
+    /// <exception cref="ExecutionProviderException">The provider cannot be used, or the ONNX Runtime native library is missing
+    /// (the message names the package to add).</exception>
     public static SessionOptions Create(ExecutionProvider provider, out ExecutionProvider chosen, int deviceId = 0)
     {
-        var options = new SessionOptions();
+        var options = LoadingNative(() => new SessionOptions());
         try
         {
             chosen = provider switch
@@ -80,6 +87,33 @@ public static class ExecutionProviders
                 "DirectML was requested but this ONNX Runtime build has no DirectML provider (" + FirstLine(e.Message)
                 + "). It needs Windows and the Microsoft.ML.OnnxRuntime.DirectML package instead of .Gpu, and a package exported with --moe decomposed.", e);
         }
+    }
+
+    /// <summary>
+    /// Runs the first native call of a session (<paramref name="create"/>): when libonnxruntime cannot be loaded, the
+    /// managed API throws DllNotFoundException, or TypeInitializationException around it on every later call, which
+    /// says nothing of the fix; that becomes an <see cref="ExecutionProviderException"/> naming the packages to add.
+    /// </summary>
+    internal static T LoadingNative<T>(Func<T> create)
+    {
+        try
+        {
+            return create();
+        }
+        catch (Exception e) when (MissingNativeLibrary(e) is { } missing)
+        {
+            // the loader's first sentence names the library; the rest is generic advice on LD_DEBUG and strace
+            string reason = FirstLine(missing.Message).Split(". ")[0].TrimEnd('.', ':');
+            throw new ExecutionProviderException("The ONNX Runtime native library could not be loaded (" + reason + "): " + NativePackages + ".", e);
+        }
+    }
+
+    /// <summary>The DllNotFoundException in <paramref name="e"/> or its inner exceptions, when the native library is what failed.</summary>
+    internal static DllNotFoundException? MissingNativeLibrary(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            if (x is DllNotFoundException missing) return missing;
+        return null;
     }
 
     private static string FirstLine(string message) => message.Split('\n')[0].Trim();

@@ -17,11 +17,16 @@ namespace Behemoth.Runtime;
 /// chunk boundary is crossed (every step for a sliding window that is full).</item>
 /// </list>
 /// </summary>
+/// <remarks>
+/// One <see cref="DecoderSession.Forward"/> at a time per cache. Disposing it while a Forward runs on it terminates that
+/// run and waits for it to leave before the buffers are freed; that Forward, and any later one, throws
+/// <see cref="ObjectDisposedException"/>.
+/// </remarks>
 public sealed class KvCache : IDisposable
 {
     private readonly LayerCache[] _layers;
     private readonly int _kvHeads, _headDim, _maxCapacity;
-    private bool _disposed;
+    private readonly NativeLifetime _lifetime = new(exclusive: true);
 
     internal KvCache(ModelShape shape, IReadOnlyList<LayerKvCache>? layout, int capacity)
     {
@@ -42,8 +47,19 @@ public sealed class KvCache : IDisposable
     /// <summary>Positions of the sequence seen so far.</summary>
     public int Length { get; internal set; }
 
-    /// <summary>Bytes of keys and values held now, all layers.</summary>
-    public long Bytes => _layers.Sum(l => l.Bytes);
+    /// <summary>Bytes of keys and values held now, all layers (0 once disposed).</summary>
+    public long Bytes => IsDisposed ? 0 : _layers.Sum(l => l.Bytes);
+
+    /// <summary>True once <see cref="Dispose"/> has freed the cache's buffers.</summary>
+    public bool IsDisposed => _lifetime.IsReleased;
+
+    internal bool IsDisposing => _lifetime.IsDisposing;
+
+    /// <summary>Held by a Forward for the whole call, so that the buffers it bound outlive the native run.</summary>
+    internal NativeLifetime.Lease Enter() => _lifetime.Enter(this);
+
+    /// <summary>Lets Dispose terminate the run that uses the cache.</summary>
+    internal NativeLifetime.Lease Track(RunOptions run) => _lifetime.Track(run);
 
     /// <summary>Bytes copied inside the cache so far (buffer growth and dropping keys out of a window or chunk).</summary>
     public long BytesCopied { get; private set; }
@@ -55,7 +71,6 @@ public sealed class KvCache : IDisposable
 
     internal void Bind(OrtIoBinding binding, int layer, int newTotal)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         var c = _layers[layer];
         if (c.Shared)
         {
@@ -102,12 +117,14 @@ public sealed class KvCache : IDisposable
 
     private OrtValue Empty() => OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, _kvHeads, 0, _headDim]);
 
-    public void Dispose()
+    /// <summary>
+    /// Frees the keys and values; a Forward running on the cache is terminated first and waited for. Idempotent and
+    /// thread-safe.
+    /// </summary>
+    public void Dispose() => _lifetime.Dispose(() =>
     {
-        if (_disposed) return;
-        _disposed = true;
         foreach (var l in _layers) l.Dispose();
-    }
+    });
 
     private sealed class LayerCache(string attention, int window, bool shared) : IDisposable
     {

@@ -24,7 +24,8 @@ namespace Behemoth.Runtime.Chat;
 /// Seed, StopSequences (added to the formatter's stop strings) and AdditionalProperties["repetition_penalty"];
 /// Instructions become a leading system message. Other options (penalties, tools, response formats) are ignored.
 /// </para>
-/// <para>The client neither owns nor disposes the session and tokenizer it is given.</para>
+/// <para>The client neither owns nor disposes the session and tokenizer it is given. Disposing the client, or the
+/// session under it (as a container does), ends the responses in progress with an <see cref="ObjectDisposedException"/>.</para>
 /// </remarks>
 public sealed class BehemothChatClient : IChatClient
 {
@@ -41,6 +42,7 @@ public sealed class BehemothChatClient : IChatClient
     private readonly RuntimeMetrics _metrics;
     private readonly IDisposable _expertsTracking;
     private readonly string _providerName;
+    private readonly CancellationTokenSource _disposal = new();     // cancels the responses in progress on Dispose
     private volatile bool _disposed;
 
     /// <param name="session">The loaded profile; it stays the caller's to dispose, after this client.</param>
@@ -158,13 +160,20 @@ public sealed class BehemothChatClient : IChatClient
         return null;
     }
 
-    /// <summary>Stops reporting the profile's experts; the session and tokenizer are left open. Requests after it throw.</summary>
+    /// <summary>
+    /// Stops reporting the profile's experts and ends the responses in progress (their streams throw
+    /// <see cref="ObjectDisposedException"/>); the session and tokenizer are left open. Requests after it throw too.
+    /// </summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        _disposal.Cancel();             // terminates the run in flight through the generation's token
         _expertsTracking.Dispose();
     }
+
+    private ObjectDisposedException Disposed(Exception inner) =>
+        new($"the {nameof(BehemothChatClient)} was disposed while the response was generated", inner);
 
     /// <summary>One generation under the gate, logged and measured however it ends.</summary>
     private async IAsyncEnumerable<string> RunAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, GenerationStats stats,
@@ -177,12 +186,21 @@ public sealed class BehemothChatClient : IChatClient
         string prompt = _formatter.Format(conversation);
         var generation = ToGenerationOptions(options);
 
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // the caller's token, or the client's disposal
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposal.Token);
+        try
+        {
+            await _gate.WaitAsync(linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (_disposed && !cancellationToken.IsCancellationRequested)
+        {
+            throw Disposed(e);
+        }
         bool logged = false;
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var pieces = TextGenerator.GenerateAsync(Session, Tokenizer, prompt, generation, stats, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            var pieces = TextGenerator.GenerateAsync(Session, Tokenizer, prompt, generation, stats, linked.Token).GetAsyncEnumerator(linked.Token);
             await using (pieces.ConfigureAwait(false))
             {
                 while (true)
@@ -196,6 +214,12 @@ public sealed class BehemothChatClient : IChatClient
                         RuntimeLog.GenerationCanceled(_logger, Session.Profile, _providerName, stats.GeneratedTokens);
                         logged = true;
                         throw;
+                    }
+                    catch (OperationCanceledException e) when (_disposed)
+                    {
+                        RuntimeLog.GenerationFailed(_logger, e, Session.Profile, _providerName, stats.GeneratedTokens);
+                        logged = true;
+                        throw Disposed(e);
                     }
                     catch (Exception e)
                     {

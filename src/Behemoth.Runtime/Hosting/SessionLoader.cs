@@ -19,14 +19,22 @@ public static class SessionLoader
         var clock = Stopwatch.StartNew();
         var session = DecoderSession.Open(packageDirectory, profile, provider, cancellationToken);
         var elapsed = clock.Elapsed;
-        if (logger is not null && logger.IsEnabled(LogLevel.Information))
+        try
         {
-            var manifest = session.Manifest;
-            var info = manifest.Profiles[profile];
-            var files = info.Files.Prepend(info.Graph).Distinct().ToArray();
-            long bytes = files.Sum(f => manifest.Files.TryGetValue(f, out var entry) ? entry.Bytes : 0);
-            RuntimeLog.SessionOpened(logger, Path.GetFullPath(packageDirectory), profile, RuntimeMetrics.ProviderName(session.Provider), files.Length, bytes,
-                RuntimeMetrics.CountRoutedExperts(manifest, profile), elapsed.TotalMilliseconds);
+            if (logger is not null && logger.IsEnabled(LogLevel.Information))
+            {
+                var manifest = session.Manifest;
+                var info = manifest.Profiles[profile];
+                var files = info.Files.Prepend(info.Graph).Distinct().ToArray();
+                long bytes = files.Sum(f => manifest.Files.TryGetValue(f, out var entry) ? entry.Bytes : 0);
+                RuntimeLog.SessionOpened(logger, Path.GetFullPath(packageDirectory), profile, RuntimeMetrics.ProviderName(session.Provider), files.Length, bytes,
+                    RuntimeMetrics.CountRoutedExperts(manifest, profile), elapsed.TotalMilliseconds);
+            }
+        }
+        catch
+        {
+            session.Dispose();      // a logger that throws must not leak the native session nobody else holds yet
+            throw;
         }
         return session;
     }
