@@ -6,6 +6,8 @@ using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntimeGenAI;
+using GenAiGenerator = Microsoft.ML.OnnxRuntimeGenAI.Generator;
+using GenAiModel = Microsoft.ML.OnnxRuntimeGenAI.Model;
 
 namespace Behemoth.Bench;
 
@@ -39,7 +41,7 @@ internal static class GenAiCompare
             using var options = new SessionOptions { IntraOpNumThreads = t, InterOpNumThreads = 1 };
             using var session = DecoderSession.Open(dir, name, options);
             string genaiDir = GenAiView(dir, manifest, name, t);
-            using var model = new Model(genaiDir);
+            using var model = new GenAiModel(genaiDir);
 
             var ours = new List<(double Prefill, double Decode)>();
             var theirs = new List<(double Prefill, double Decode)>();
@@ -81,28 +83,25 @@ internal static class GenAiCompare
 
     private static ((double, double), int[]) RunBehemoth(DecoderSession session, int[] ids, int decode)
     {
-        int vocab = session.Shape.VocabSize;
-        using var cache = session.NewCache(ids.Length + decode);
+        // the same steps as genai's below, on the runtime's own generator: greedy, no stop token
+        using var generator = new Behemoth.Runtime.Generation.Generator(session, new GenerationOptions { MaxNewTokens = decode + 1 }, stopTokenIds: []);
         var clock = Stopwatch.StartNew();
-        int next = Logits.ArgMax(session.Forward(ids, cache).AsSpan((ids.Length - 1) * vocab, vocab));
+        generator.AppendTokens(ids);            // runs the prompt
+        generator.GenerateNextToken();          // picks the first token from the prompt's logits
         double prefill = clock.Elapsed.TotalSeconds;
-        var tokens = new List<int> { next };
         clock.Restart();
-        for (int i = 0; i < decode; i++)
-        {
-            next = Logits.ArgMax(session.Forward([next], cache));
-            tokens.Add(next);
-        }
-        return ((ids.Length / prefill, decode / clock.Elapsed.TotalSeconds), tokens.ToArray());
+        for (int i = 0; i < decode; i++) generator.GenerateNextToken();   // each runs one token, then picks the next
+        double decodeSeconds = clock.Elapsed.TotalSeconds;
+        return ((ids.Length / prefill, decode / decodeSeconds), generator.Tokens.Skip(ids.Length).ToArray());
     }
 
-    private static ((double, double), int[]) RunGenAi(Model model, int[] ids, int decode)
+    private static ((double, double), int[]) RunGenAi(GenAiModel model, int[] ids, int decode)
     {
         using var p = new GeneratorParams(model);
         p.SetSearchOption("max_length", ids.Length + decode + 1);
         p.SetSearchOption("min_length", ids.Length + decode + 1);   // no early end-of-sequence stop: same work as ours
         p.SetSearchOption("do_sample", false);
-        using var generator = new Generator(model, p);
+        using var generator = new GenAiGenerator(model, p);
         var clock = Stopwatch.StartNew();
         generator.AppendTokens(ids);             // runs the prompt
         generator.GenerateNextToken();           // picks the first token from the prompt's logits

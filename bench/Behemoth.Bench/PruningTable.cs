@@ -56,11 +56,11 @@ internal static class PruningTable
             using var reference = ReferenceModel.Load(modelDir);
             var expertStats = ExpertStats.Read(statsPath);
             expertStats.EnsureFor(StatsModel.Of(reference), statsPath);
-            var tokenizer = ModelTokenizer.Load(modelDir);
-            int bos = reference.Config.BosTokenId ?? 1, eos = reference.Config.EosTokenIds.FirstOrDefault(2);
-            var carver = ProfileCarver.FromStats(reference, expertStats, statsPath, t => tokenizer.EncodeToIds(t));
+            // the checkpoint's own BOS and EOS frame the documents, as behemoth eval does
+            var tokenizer = Behemoth.Runtime.Tokenizer.Load(modelDir, reference.Config.BosTokenId, reference.Config.EosTokenIds);
+            var carver = ProfileCarver.FromStats(reference, expertStats, statsPath, t => tokenizer.Inner.EncodeToIds(t));
             var everything = expertStats.Domains.Keys.ToDictionary(k => k, _ => 1.0);
-            var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, bos, eos, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
+            var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
             var rows = new List<Row>();
             foreach (var quant in new[] { QuantKind.Fp32, QuantKind.Int4 })
             {
@@ -245,9 +245,9 @@ internal static class PruningTable
     }
 
     /// <summary>The held-out measurements of one profile.</summary>
-    private sealed class HeldOut(string evalDir, Tokenizer tokenizer, int bos, int eos, int tokensPerSlice, int pairs)
+    private sealed class HeldOut(string evalDir, Behemoth.Runtime.Tokenizer tokenizer, int tokensPerSlice, int pairs)
     {
-        private readonly List<(string Slice, string Lang, int[][] Windows)> _slices = LoadSlices(evalDir, tokenizer, bos, eos, tokensPerSlice);
+        private readonly List<(string Slice, string Lang, int[][] Windows)> _slices = LoadSlices(evalDir, tokenizer, tokensPerSlice);
         private readonly List<(string En, string It)> _pairs = LoadPairs(Path.Combine(evalDir, "en-it.jsonl"), pairs);
 
         public Row Measure(string package, string profile)
@@ -264,9 +264,7 @@ internal static class PruningTable
                 long n = 0;
                 foreach (var w in windows)
                 {
-                    using var cache = session.NewCache(w.Length);
-                    float[] logits = session.Forward(w.AsSpan(0, w.Length - 1), cache);
-                    for (int t = 0; t < w.Length - 1; t++) nll -= Logits.LogProbability(logits.AsSpan(t * vocab, vocab), w[t + 1]);
+                    nll += Perplexity.NegativeLogLikelihood(session, w);
                     n += w.Length - 1;
                 }
                 slices[slice] = Math.Exp(nll / n);
@@ -289,23 +287,24 @@ internal static class PruningTable
 
         private string Translate(DecoderSession session, string en)
         {
-            var prompt = new List<int> { bos };
-            prompt.AddRange(tokenizer.EncodeToIds($"English: {en}\nItalian:"));
-            int max = 2 * prompt.Count + 16, vocab = session.Shape.VocabSize;
-            using var cache = session.NewCache(prompt.Count + max);
-            var logits = session.Forward(prompt.ToArray(), cache);
-            int next = Logits.ArgMax(logits.AsSpan((prompt.Count - 1) * vocab, vocab));
-            var output = new List<int>();
-            while (next != eos && output.Count < max && prompt.Count + output.Count < session.Shape.ContextLength)
+            // greedy, to the end of the line: the model's translation format, through the runtime's generation loop
+            var prompt = tokenizer.Encode($"English: {en}\nItalian:", addBos: true);
+            var options = new GenerationOptions { MaxNewTokens = 2 * prompt.Length + 16, StopStrings = ["\n"] };
+            using var generator = new Behemoth.Runtime.Generation.Generator(session, options, tokenizer.EosTokenIds);
+            var text = new StringBuilder();
+            var pieces = TextGenerator.StreamAsync(generator, tokenizer, prompt, stats: null).GetAsyncEnumerator();
+            try
             {
-                output.Add(next);
-                if (tokenizer.Decode(output).Contains('\n')) break;
-                next = Logits.ArgMax(session.Forward([next], cache));
+                while (pieces.MoveNextAsync().AsTask().GetAwaiter().GetResult()) text.Append(pieces.Current);
             }
-            return tokenizer.Decode(output).Split('\n')[0].Trim();
+            finally
+            {
+                pieces.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            return text.ToString().Trim();
         }
 
-        private static List<(string, string, int[][])> LoadSlices(string dir, Tokenizer tokenizer, int bos, int eos, int cap)
+        private static List<(string, string, int[][])> LoadSlices(string dir, Behemoth.Runtime.Tokenizer tokenizer, int cap)
         {
             var result = new List<(string, string, int[][])>();
             foreach (var file in Directory.GetFiles(dir, "*.jsonl").Order())
@@ -316,12 +315,9 @@ internal static class PruningTable
                 int total = 0;
                 foreach (var doc in TextDocuments.Read(file))
                 {
-                    var ids = new List<int> { bos };
-                    ids.AddRange(tokenizer.EncodeToIds(doc));
-                    ids.Add(eos);
-                    for (int start = 0; start < ids.Count - 1 && total < cap; start += 256)
+                    foreach (var w in Perplexity.Windows(Perplexity.DocumentIds(tokenizer, doc), 256))
                     {
-                        var w = ids.GetRange(start, Math.Min(257, ids.Count - start)).ToArray();
+                        if (total >= cap) break;
                         windows.Add(w);
                         total += w.Length - 1;
                     }

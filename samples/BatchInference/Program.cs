@@ -1,61 +1,83 @@
 // Offline batch inference with the runtime SDK: a JSON-lines file of {"id", "prompt"} through one package into a
 // JSON-lines file of {"id", "output", "tokens", "ms"}. Rerun it after a kill and it resumes where it stopped.
 //
-//   dotnet run --project samples/BatchInference -c Release -- <package> <prompts.jsonl> <results.jsonl> [workers] [i/N]
+//   dotnet run --project samples/BatchInference -c Release -- <package> <prompts.jsonl> <results.jsonl>
+//       [--profile NAME] [--workers K] [--shard i/N]
 //
-// Behemoth.Runtime.Batch reads the lines (ids, per-line options, bad lines), keeps the results file (skipping ids
-// already done, appending each result with an fsync) and picks the shard; the generation loop is written out here.
-using System.Diagnostics;
-using System.Text;
+// Behemoth.Runtime.Batch does the rest: reading the lines (ids, per-line options, bad lines), the results file
+// (skipping ids already done, appending each result with an fsync), the shard, and the generation itself, through
+// the same loop as everything else in the SDK (Model → Generator).
 using Behemoth.Runtime;
 using Behemoth.Runtime.Batch;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
 
-if (args.Length is < 3 or > 5)
+const string Usage = "usage: BatchInference <package> <prompts.jsonl> <results.jsonl> [--profile NAME] [--workers K] [--shard i/N]";
+try
 {
-    Console.Error.WriteLine("usage: BatchInference <package> <prompts.jsonl> <results.jsonl> [workers] [shard i/N]");
+    var (package, input, output, profile, workers, shard) = Arguments.Parse(args);
+
+    // Defaults for every line; a line's own max_tokens, temperature, top_k, top_p, seed or stop override them.
+    var defaults = new GenerationOptions { MaxNewTokens = 64, Temperature = 0f, StopStrings = ["\n"] };
+
+    // One model for all workers (ONNX Runtime runs concurrent calls), each run on cores / workers threads.
+    using var model = Model.Open(package, new ModelOptions
+    {
+        Profile = profile,
+        Provider = ExecutionProvider.Cpu,
+        IntraOpThreads = Math.Max(1, Environment.ProcessorCount / workers),
+    });
+    using var results = BatchResultFile.Open(output);
+    var lines = BatchInput.Read(input, defaults);
+    var done = await BatchJob.RunAsync(model, lines, results, new BatchJobOptions { Parallelism = workers, Shard = shard });
+    Console.Error.WriteLine($"{done.DoneThisRun} line(s) this run ({done.Errors} error record(s)), {done.GeneratedTokens} tokens in "
+        + $"{done.Elapsed.TotalSeconds:F1} s ({done.TokensPerSecond:F0} tokens/s); results in {output}");
+    return 0;
+}
+catch (ArgumentException e) when (e.ParamName == "args")
+{
+    Console.Error.WriteLine("BatchInference: " + e.Message.Split(" (Parameter")[0]);
+    Console.Error.WriteLine(Usage);
+    return 2;
+}
+catch (Exception e) when (e is Behemoth.Package.PackageFormatException or Behemoth.Package.ProfileBudgetException or BatchJobException
+    or Behemoth.Runtime.Text.TokenizerFormatException or ExecutionProviderException or IOException or UnauthorizedAccessException)
+{
+    // a missing package, a tampered file, an unknown profile, an unreadable input: one line, no stack trace
+    Console.Error.WriteLine("BatchInference: " + e.Message);
     return 1;
 }
-string package = args[0], input = args[1], output = args[2];
-int workers = args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount;
-var shard = args.Length > 4 ? BatchShard.Parse(args[4]) : BatchShard.All;
 
-// Defaults for every line; a line's own max_tokens, temperature, top_k, top_p or seed override them.
-var defaults = new GenerationOptions { MaxNewTokens = 64, Temperature = 0f, StopStrings = ["\n"] };
-
-// One session for all workers (ONNX Runtime runs concurrent calls), each run on cores / workers threads.
-using var session = DecoderSession.Open(package, "full", ExecutionProvider.Cpu, Math.Max(1, Environment.ProcessorCount / workers));
-var tokenizer = ModelTokenizer.Load(package);
-using var results = BatchResultFile.Open(output);
-var todo = BatchInput.Read(input, defaults).Where(shard.Contains).Where(l => !results.IsFinished(l.Key)).ToList();
-Console.Error.WriteLine($"{todo.Count} line(s) to run with {workers} worker(s)");
-
-var clock = Stopwatch.StartNew();
-long tokens = 0;
-await Parallel.ForEachAsync(todo, new ParallelOptions { MaxDegreeOfParallelism = workers }, async (line, ct) =>
+internal static class Arguments
 {
-    if (line.Error is not null)
+    public static (string Package, string Input, string Output, string Profile, int Workers, BatchShard Shard) Parse(string[] args)
     {
-        results.AppendError(line, line.Error);          // malformed JSON, no prompt, a bad option, a repeated id
-        return;
+        var positional = new List<string>();
+        string profile = "full";
+        int workers = Environment.ProcessorCount;
+        var shard = BatchShard.All;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value", nameof(args));
+            switch (args[i])
+            {
+                case "--profile": profile = Value(); break;
+                case "--workers":
+                    string w = Value();
+                    if (!int.TryParse(w, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out workers) || workers < 1)
+                        throw new ArgumentException($"--workers '{w}' is not a whole number of at least 1", nameof(args));
+                    break;
+                case "--shard":
+                    string s = Value();
+                    try { shard = BatchShard.Parse(s); }
+                    catch (BatchJobException e) { throw new ArgumentException($"--shard '{s}': {e.Message}", nameof(args)); }
+                    break;
+                default:
+                    if (args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unknown option {args[i]}", nameof(args));
+                    positional.Add(args[i]);
+                    break;
+            }
+        }
+        if (positional.Count != 3) throw new ArgumentException($"expected <package> <prompts.jsonl> <results.jsonl>, got {positional.Count} argument(s)", nameof(args));
+        return (positional[0], positional[1], positional[2], profile, workers, shard);
     }
-    // Each line its own generation: its own KV cache and sampler, so its text does not depend on the others.
-    var stats = new GenerationStats();
-    var text = new StringBuilder();
-    var started = Stopwatch.StartNew();
-    try
-    {
-        await foreach (string piece in TextGenerator.GenerateAsync(session, tokenizer, line.Prompt!, line.Options, stats, ct))
-            text.Append(piece);
-    }
-    catch (ArgumentException e) when (e.ParamName == "prompt")
-    {
-        results.AppendError(line, e.Message.Split(';')[0]);    // too long for the context
-        return;
-    }
-    results.AppendResult(line, text.ToString(), stats.GeneratedTokens, started.ElapsedMilliseconds);
-    Interlocked.Add(ref tokens, stats.GeneratedTokens);
-});
-Console.Error.WriteLine($"{tokens} tokens in {clock.Elapsed.TotalSeconds:F1} s ({tokens / clock.Elapsed.TotalSeconds:F0} tokens/s); results in {output}");
-return 0;
+}

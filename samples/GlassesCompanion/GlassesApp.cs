@@ -215,7 +215,7 @@ public static class GlassesApp
             await context.Response.Body.FlushAsync(aborted).ConfigureAwait(false);     // the headers go out now, before the prefill
             if (monitor.Hold is { } hold)
                 await hold(aborted).ConfigureAwait(false);
-            await foreach (var piece in TextGenerator.GenerateAsync(model.Session, model.Tokenizer, prompt, generation, stats, aborted).ConfigureAwait(false))
+            await foreach (var piece in model.Model.GenerateAsync(prompt, generation, stats, aborted).ConfigureAwait(false))
                 await WriteEventAsync(context.Response, "piece", JsonSerializer.Serialize(new PieceEvent(piece), GlassesJson.Default.PieceEvent), aborted).ConfigureAwait(false);
             var done = new DoneEvent(stats.TimeToFirstToken?.TotalMilliseconds, stats.DecodeTokensPerSecond, stats.PromptTokens, stats.GeneratedTokens,
                 stats.StopReason.ToString(), queueTime.TotalMilliseconds, clock.Elapsed.TotalMilliseconds, model.Session.Profile);

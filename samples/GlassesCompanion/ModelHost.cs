@@ -1,27 +1,24 @@
 using Behemoth.Package;
 using Behemoth.Runtime;
-using Behemoth.Runtime.Hosting;
-using Behemoth.Runtime.Text;
-using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Samples.GlassesCompanion;
 
 /// <summary>
-/// The app's one model: one <see cref="DecoderSession"/> and its tokenizer, shared by every request. ONNX Runtime runs
+/// The app's one model (<see cref="Model"/>: the session, tokenizer and stop ids of the package), shared by every request. ONNX Runtime runs
 /// concurrent <c>Run</c> calls on one session safely, and each generation has its own KV cache, so the limit on
 /// generations at once (<see cref="GlassesOptions.MaxConcurrentGenerations"/>) bounds memory, not correctness.
 /// </summary>
 public sealed class ModelHost : IDisposable
 {
-    private ModelHost(DecoderSession session, Tokenizer tokenizer, string requestedProfile)
+    private ModelHost(Model model, string requestedProfile)
     {
-        Session = session;
-        Tokenizer = tokenizer;
+        Model = model;
         RequestedProfile = requestedProfile;
     }
 
-    public DecoderSession Session { get; }
-    public Tokenizer Tokenizer { get; }
+    public Model Model { get; }
+    public DecoderSession Session => Model.Session;
+    public Tokenizer Tokenizer => Model.Tokenizer;
     public string RequestedProfile { get; }
 
     /// <summary>The profile to load: <paramref name="options"/>.Profile when the package has it, else the fallback with a warning.</summary>
@@ -43,9 +40,8 @@ public sealed class ModelHost : IDisposable
         var provider = ParseProvider(options.Provider);
         var manifest = PackageReader.ReadManifest(package);
         string profile = ChooseProfile(manifest, options, package, logger);
-        var tokenizer = ModelTokenizer.Load(package);
-        var session = SessionLoader.Open(package, profile, provider, logger);
-        return new ModelHost(session, tokenizer, options.Profile);
+        var model = Model.Open(package, new ModelOptions { Profile = profile, Provider = provider, Logger = logger });
+        return new ModelHost(model, options.Profile);
     }
 
     public static ExecutionProvider ParseProvider(string name) => name.ToLowerInvariant() switch
@@ -57,5 +53,5 @@ public sealed class ModelHost : IDisposable
         _ => throw new GlassesConfigurationException($"Glasses:Provider is '{name}'; expected auto, cpu, cuda or dml"),
     };
 
-    public void Dispose() => Session.Dispose();
+    public void Dispose() => Model.Dispose();
 }

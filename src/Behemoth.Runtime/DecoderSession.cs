@@ -29,6 +29,14 @@ public sealed class DecoderSession : IDisposable
     /// <summary>The package folder the session was opened from.</summary>
     public string Directory { get; }
 
+    private long _runTicks;
+
+    /// <summary>
+    /// Time spent inside ONNX Runtime's runs of this session so far, all callers together: the rest of a generation's
+    /// time is the runtime's own overhead (binding, sampling, detokenizing), which <c>behemoth bench</c> reports.
+    /// </summary>
+    public TimeSpan RunTime => System.Diagnostics.Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _runTicks));
+
     /// <summary>The execution provider the session runs on (after <see cref="ExecutionProvider.Auto"/>'s fallbacks).</summary>
     public ExecutionProvider Provider { get; private init; } = ExecutionProvider.Cpu;
     /// <summary>The package's manifest (stays readable after <see cref="Dispose"/>).</summary>
@@ -121,6 +129,31 @@ public sealed class DecoderSession : IDisposable
         // the leases keep the native session and the cache's buffers alive until this call has left native code
         using var sessionLease = _lifetime.Enter(this);
         using var cacheLease = cache.Enter();
+        using var logits = Run(tokens, cache, cancellationToken);
+        return logits.GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    /// <summary>
+    /// As <see cref="Forward"/>, but only the logits after the last of <paramref name="tokens"/> are wanted: they are
+    /// written to <paramref name="destination"/> (at least vocabulary-sized), and nothing vocabulary-sized is allocated
+    /// here. This is what generation runs.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than the vocabulary.</exception>
+    public void ForwardLast(ReadOnlySpan<int> tokens, KvCache cache, Span<float> destination, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        if (destination.Length < Shape.VocabSize)
+            throw new ArgumentException($"the destination holds {destination.Length} logits; the vocabulary has {Shape.VocabSize}", nameof(destination));
+        using var sessionLease = _lifetime.Enter(this);
+        using var cacheLease = cache.Enter();
+        using var logits = Run(tokens, cache, cancellationToken);
+        var all = logits.GetTensorDataAsSpan<float>();
+        all[^Shape.VocabSize..].CopyTo(destination);
+    }
+
+    /// <summary>One run of the graph, with the leases held by the caller; returns the logits output (the caller's to dispose).</summary>
+    private OrtValue Run(ReadOnlySpan<int> tokens, KvCache cache, CancellationToken cancellationToken)
+    {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
         int seq = tokens.Length, past = cache.Length, total = past + seq;
         if (total > Shape.ContextLength)
@@ -155,7 +188,15 @@ public sealed class DecoderSession : IDisposable
         try
         {
             RunStarting?.Invoke();
-            _session.RunWithBinding(runOptions, binding);
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
+            try
+            {
+                _session.RunWithBinding(runOptions, binding);
+            }
+            finally
+            {
+                Interlocked.Add(ref _runTicks, System.Diagnostics.Stopwatch.GetTimestamp() - started);
+            }
         }
         catch (OnnxRuntimeException) when (_lifetime.IsDisposing || cache.IsDisposing || cancellationToken.IsCancellationRequested)
         {
@@ -169,11 +210,11 @@ public sealed class DecoderSession : IDisposable
         string[] names = binding.GetOutputNames();
         var outputs = binding.GetOutputValues();
         var taken = new bool[outputs.Count];
+        int Index(string name) => Array.IndexOf(names, name);
+        int logitsIndex = Index("logits");
+        taken[logitsIndex] = true;      // returned to the caller
         try
         {
-            int Index(string name) => Array.IndexOf(names, name);
-            int logitsIndex = Index("logits");
-            float[] logits = outputs[logitsIndex].GetTensorDataAsSpan<float>().ToArray();
             for (int l = 0; l < Shape.NumLayers; l++)
             {
                 int k = Index($"present.{l}.key"), v = Index($"present.{l}.value");
@@ -182,7 +223,12 @@ public sealed class DecoderSession : IDisposable
                 taken[k] = taken[v] = true;
             }
             cache.Length = total;
-            return logits;
+            return outputs[logitsIndex];
+        }
+        catch
+        {
+            outputs[logitsIndex].Dispose();
+            throw;
         }
         finally
         {

@@ -106,6 +106,42 @@ public sealed class KvCache : IDisposable
         c.SetPast(k, v, keep);
     }
 
+    /// <summary>
+    /// Cuts the sequence back to its first <paramref name="length"/> positions, keeping their keys: in place for
+    /// GroupQueryAttention buffers (later positions are overwritten), by a copy of the kept part elsewhere. False, and
+    /// nothing changed, when a sliding or chunked layer has already dropped keys those positions need (the caller then
+    /// runs the sequence again).
+    /// </summary>
+    internal bool TryTruncate(int length)
+    {
+        using var lease = Enter();
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length);
+        if (length == Length) return true;
+        foreach (var c in _layers)
+            if (!c.Shared && length - c.Keep(length) < Length - c.PastLength) return false;
+        foreach (var c in _layers)
+        {
+            if (c.Shared) continue;
+            int held = c.PastLength, first = Length - held, keep = c.Keep(length);
+            var k = Slice(c.Key!, held, length - keep - first, keep);
+            var v = Slice(c.Value!, held, length - keep - first, keep);
+            BytesCopied += 2L * keep * _kvHeads * _headDim * sizeof(float);
+            c.SetPast(k, v, keep);
+        }
+        Length = length;
+        return true;
+    }
+
+    private OrtValue Slice(OrtValue past, int held, int from, int count)
+    {
+        var source = past.GetTensorDataAsSpan<float>();
+        var part = new float[_kvHeads * count * _headDim];
+        for (int h = 0; h < _kvHeads; h++)
+            source.Slice((h * held + from) * _headDim, count * _headDim).CopyTo(part.AsSpan(h * count * _headDim));
+        return OrtValue.CreateTensorValueFromMemory(part, [1, _kvHeads, count, _headDim]);
+    }
+
     private OrtValue Tail(OrtValue present, int held, int keep)
     {
         var source = present.GetTensorDataAsSpan<float>();

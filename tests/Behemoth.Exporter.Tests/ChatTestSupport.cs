@@ -5,6 +5,7 @@ using Behemoth.Runtime;
 using Behemoth.Tests;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.Tokenizers;
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
 
 namespace Behemoth.Exporter.Tests;
 

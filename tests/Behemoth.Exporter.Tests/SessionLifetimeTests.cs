@@ -5,6 +5,7 @@ using Behemoth.Runtime.Hosting;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.ML.Tokenizers;
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
 
 namespace Behemoth.Exporter.Tests;
 

@@ -46,8 +46,7 @@ internal static class BatchCommand
 
             string inPath = parse.GetValue(input)!, outPath = parse.GetValue(output)!;
             var lines = BatchInput.Read(inPath, defaults);
-            using var session = choice.Open(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken, perWorker);
-            var tokenizer = ModelTokenizer.Load(dir);
+            using var model = choice.OpenModel(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken, perWorker);
             using var results = BatchResultFile.Open(outPath);
             if (results.DroppedBytes > 0)
                 Console.Error.WriteLine($"{outPath}: dropped a torn last line ({results.DroppedBytes} bytes) left by an interrupted run");
@@ -56,11 +55,11 @@ internal static class BatchCommand
 
             BatchProgress final;
             if (!Console.IsOutputRedirected && !Console.IsErrorRedirected)
-                final = await WithProgressBarAsync(p => BatchJob.RunAsync(session, tokenizer, lines, results, job, p, cancellationToken), job.Shard);
+                final = await WithProgressBarAsync(p => BatchJob.RunAsync(model, lines, results, job, p, cancellationToken), job.Shard);
             else
             {
                 var log = new LogProgress(TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(logEvery))));
-                final = await BatchJob.RunAsync(session, tokenizer, lines, results, job, log, cancellationToken);
+                final = await BatchJob.RunAsync(model, lines, results, job, log, cancellationToken);
             }
             Console.Error.WriteLine($"done: {final.Total} line(s) of shard {job.Shard} in {outPath} ({final.DoneThisRun} this run, {final.Errors} error record(s)); "
                 + $"{final.GeneratedTokens} tokens in {final.Elapsed.TotalSeconds:F1} s = {final.TokensPerSecond:F1} tokens/s with {workers} worker(s)");

@@ -33,27 +33,22 @@ internal static class EvalCommand
             string dir = parse.GetValue(model)!;
             int w = parse.GetValue(window);
             if (w < 2) throw new BehemothException($"--window must be at least 2, found {w}");
-            var tokenizer = ModelTokenizer.Load(dir);
-            Func<int[], float[]> forward;
+            // one scoring function for both engines; the package's (or the checkpoint's) own BOS and EOS frame each document
+            Func<int[], double> score;
             IDisposable owner;
-            int vocab, bos, eos;
+            Behemoth.Runtime.Tokenizer tokenizer;
             if (parse.GetValue(engine) == "onnx")
             {
-                var session = DecoderSession.Open(dir, parse.GetValue(profile)!, ProviderOption.Parse(parse.GetValue(provider)));
-                (owner, vocab) = (session, session.Shape.VocabSize);
-                (bos, eos) = (session.Shape.BosTokenId ?? 1, session.Shape.EosTokenIds.FirstOrDefault(2));
-                forward = ids =>
-                {
-                    using var cache = session.NewCache(ids.Length);
-                    return session.Forward(ids, cache);
-                };
+                var loaded = Model.Open(dir, new ModelOptions { Profile = parse.GetValue(profile)!, Provider = ProviderOption.Parse(parse.GetValue(provider)) });
+                (owner, tokenizer) = (loaded, loaded.Tokenizer);
+                score = window => Perplexity.NegativeLogLikelihood(loaded.Session, window);
             }
             else
             {
                 var reference = ReferenceModel.Load(dir);
-                (owner, vocab) = (reference, reference.Config.VocabSize);
-                (bos, eos) = (reference.Config.BosTokenId ?? 1, reference.Config.EosTokenIds.FirstOrDefault(2));
-                forward = ids => reference.Forward(ids);
+                owner = reference;
+                tokenizer = Behemoth.Runtime.Tokenizer.Load(dir, reference.Config.BosTokenId, reference.Config.EosTokenIds);
+                score = window => Perplexity.NegativeLogLikelihood(reference.Forward(window[..^1]), reference.Config.VocabSize, window);
             }
             using (owner)
             {
@@ -63,19 +58,11 @@ internal static class EvalCommand
                     double nll = 0;
                     long count = 0;
                     foreach (var doc in TextDocuments.Read(file))
-                    {
-                        var ids = new List<int> { bos };
-                        ids.AddRange(tokenizer.EncodeToIds(doc));
-                        ids.Add(eos);
-                        for (int start = 0; start < ids.Count - 1; start += w)
+                        foreach (var span in Perplexity.Windows(Perplexity.DocumentIds(tokenizer, doc), w))
                         {
-                            var span = ids.GetRange(start, Math.Min(w + 1, ids.Count - start)).ToArray();
-                            float[] logits = forward(span[..^1]);
-                            for (int t = 0; t < span.Length - 1; t++)
-                                nll -= Logits.LogProbability(logits.AsSpan(t * vocab, vocab), span[t + 1]);
+                            nll += score(span);
                             count += span.Length - 1;
                         }
-                    }
                     rows.Add((file, count, nll));
                 }
                 long allTokens = rows.Sum(r => r.Tokens);

@@ -88,17 +88,24 @@ internal static class LogitsCommand
     {
         using var session = Behemoth.Runtime.DecoderSession.Open(packageDir, profile, provider);
         var started = System.Diagnostics.Stopwatch.StartNew();
-        using var cache = session.NewCache(ids.Length);
         float[] logits;
         if (incremental)
         {
+            // one token at a time through the generation loop's own KV cache handling
             int v = session.Shape.VocabSize;
             logits = new float[ids.Length * v];
+            using var generator = new Behemoth.Runtime.Generation.Generator(session, new() { MaxNewTokens = ids.Length });
             for (int t = 0; t < ids.Length; t++)
-                session.Forward(ids.AsSpan(t, 1), cache).CopyTo(logits.AsSpan(t * v, v));
+            {
+                generator.AppendTokens(ids.AsSpan(t, 1));
+                generator.GetLastLogits().CopyTo(logits.AsSpan(t * v, v));
+            }
         }
         else
+        {
+            using var cache = session.NewCache(ids.Length);
             logits = session.Forward(ids, cache);
+        }
         return new EngineRun(logits, session.Manifest.Architecture, session.Shape.VocabSize, packageDir,
             $"onnx engine on {session.Provider.ToString().ToLowerInvariant()}, profile '{profile}' ({session.Manifest.Quantization.Weights}, MoE {session.Manifest.MoeForm}), "
             + $"{(incremental ? "token by token" : "whole sequence")}, {started.Elapsed.TotalMilliseconds:F0} ms");

@@ -33,6 +33,22 @@ internal sealed class ProfileChoice
             : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, intraOpThreads, cancellationToken);
     }
 
+    /// <summary>The package as a <see cref="Model"/> (session, tokenizer, chat template and stop ids), the profile chosen as <see cref="Open"/> does.</summary>
+    public Model OpenModel(ParseResult parse, string package, int contextTokens, ExecutionProvider provider, CancellationToken cancellationToken, int intraOpThreads = 0)
+    {
+        string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget);
+        if (profile is not null && budget is not null)
+            throw new BehemothException("give --profile or --memory-budget, not both");
+        return Model.Open(package, new ModelOptions
+        {
+            Profile = profile ?? "full",
+            MemoryBudgetBytes = budget is null ? null : ParseSize(budget),
+            ContextTokens = contextTokens,
+            Provider = provider,
+            IntraOpThreads = intraOpThreads,
+        }, cancellationToken);
+    }
+
     /// <summary>"512MB", "1.5GB", "300MiB", "2G", or plain bytes. MB and GB are powers of ten, MiB and GiB of two.</summary>
     public static long ParseSize(string text)
     {

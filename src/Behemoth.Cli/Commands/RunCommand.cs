@@ -32,14 +32,13 @@ internal static class RunCommand
             string dir = parse.GetValue(package)!;
             var options = generation.Read(parse, parse.GetValue(truncate) ? PromptOverflow.TruncateStart : PromptOverflow.Refuse);
             // the budget counts a full context: the prompt may be truncated to fit, never more
-            using var session = choice.Open(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken);
-            var tokenizer = ModelTokenizer.Load(dir);
+            using var model = choice.OpenModel(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken);
             var clock = Stopwatch.StartNew();
             TimeSpan? first = null;
             var text = new StringBuilder();
             try
             {
-                await foreach (var piece in TextGenerator.GenerateAsync(session, tokenizer, parse.GetValue(prompt)!, options, cancellationToken))
+                await foreach (var piece in model.GenerateAsync(parse.GetValue(prompt)!, options, cancellationToken: cancellationToken))
                 {
                     first ??= clock.Elapsed;
                     text.Append(piece);
@@ -55,7 +54,7 @@ internal static class RunCommand
                 Console.WriteLine(new JsonObject
                 {
                     ["text"] = text.ToString(),
-                    ["provider"] = session.Provider.ToString().ToLowerInvariant(),
+                    ["provider"] = model.Session.Provider.ToString().ToLowerInvariant(),
                     ["seconds"] = elapsed.TotalSeconds,
                     ["time_to_first_text_seconds"] = first?.TotalSeconds,
                 }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));

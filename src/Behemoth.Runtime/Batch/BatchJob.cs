@@ -6,6 +6,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Batch;
 
+// Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
+
 /// <summary>How a batch job runs: how many workers, which shard.</summary>
 public sealed record BatchJobOptions
 {
@@ -47,11 +50,29 @@ public sealed record BatchProgress(int Total, int Done, int DoneThisRun, int Err
 /// </remarks>
 public static class BatchJob
 {
-    public static async Task<BatchProgress> RunAsync(DecoderSession session, Tokenizer tokenizer, IReadOnlyList<BatchLine> lines, BatchResultFile results,
+    /// <summary>Runs the job on <paramref name="model"/>: its tokenizer, and its stop ids (end of sequence and end of turn).</summary>
+    public static Task<BatchProgress> RunAsync(Model model, IReadOnlyList<BatchLine> lines, BatchResultFile results,
+        BatchJobOptions? options = null, IProgress<BatchProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return RunAsync((prompt, generation, stats, ct) => model.GenerateAsync(prompt, generation, stats, ct), lines, results, options, progress, cancellationToken);
+    }
+
+    /// <summary>Runs the job on a session and a tokenizer (stopping at the package's end-of-sequence ids).</summary>
+    public static Task<BatchProgress> RunAsync(DecoderSession session, Tokenizer tokenizer, IReadOnlyList<BatchLine> lines, BatchResultFile results,
         BatchJobOptions? options = null, IProgress<BatchProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(tokenizer);
+        return RunAsync((prompt, generation, stats, ct) => TextGenerator.GenerateAsync(session, tokenizer, prompt, generation, stats, ct),
+            lines, results, options, progress, cancellationToken);
+    }
+
+    private delegate IAsyncEnumerable<string> Generate(string prompt, GenerationOptions options, GenerationStats stats, CancellationToken cancellationToken);
+
+    private static async Task<BatchProgress> RunAsync(Generate generate, IReadOnlyList<BatchLine> lines, BatchResultFile results,
+        BatchJobOptions? options, IProgress<BatchProgress>? progress, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(lines);
         ArgumentNullException.ThrowIfNull(results);
         options ??= new BatchJobOptions();
@@ -93,7 +114,7 @@ public static class BatchJob
                 while (pending.TryDequeue(out var line))
                 {
                     stop.Token.ThrowIfCancellationRequested();
-                    var (generated, error) = await RunLineAsync(session, tokenizer, line, results, stop.Token).ConfigureAwait(false);
+                    var (generated, error) = await RunLineAsync(generate, line, results, stop.Token).ConfigureAwait(false);
                     Finished(generated, error);
                 }
             }
@@ -118,7 +139,7 @@ public static class BatchJob
         return Snapshot();
     }
 
-    private static async Task<(int Generated, bool Error)> RunLineAsync(DecoderSession session, Tokenizer tokenizer, BatchLine line, BatchResultFile results,
+    private static async Task<(int Generated, bool Error)> RunLineAsync(Generate generate, BatchLine line, BatchResultFile results,
         CancellationToken cancellationToken)
     {
         if (line.Error is not null || line.Prompt is null || line.Options is null)
@@ -131,7 +152,7 @@ public static class BatchJob
         var text = new StringBuilder();
         try
         {
-            await foreach (string piece in TextGenerator.GenerateAsync(session, tokenizer, line.Prompt, line.Options, stats, cancellationToken).ConfigureAwait(false))
+            await foreach (string piece in generate(line.Prompt, line.Options, stats, cancellationToken).ConfigureAwait(false))
                 text.Append(piece);
         }
         catch (ArgumentException e) when (e.ParamName == "prompt")

@@ -9,6 +9,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Chat;
 
+// Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
+
 /// <summary>
 /// A Microsoft.Extensions.AI <see cref="IChatClient"/> over one loaded device profile: the conversation is rendered
 /// to a prompt by an <see cref="IChatPromptFormatter"/>, then generated with <see cref="TextGenerator"/>.

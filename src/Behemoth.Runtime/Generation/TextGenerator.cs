@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Text;
-using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Generation;
 
@@ -11,45 +10,78 @@ namespace Behemoth.Runtime.Generation;
 /// </summary>
 public static class TextGenerator
 {
-    public static IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Tokenizer tokenizer, string prompt,
+    public static IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Microsoft.ML.Tokenizers.Tokenizer tokenizer, string prompt,
         GenerationOptions? options = null, CancellationToken cancellationToken = default)
         => GenerateAsync(session, tokenizer, prompt, options, stats: null, cancellationToken);
 
     /// <summary>As above; <paramref name="stats"/>, when given, is filled in as the generation runs (for logging and metrics).</summary>
-    public static async IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Tokenizer tokenizer, string prompt,
-        GenerationOptions? options, GenerationStats? stats, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public static IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Microsoft.ML.Tokenizers.Tokenizer tokenizer, string prompt,
+        GenerationOptions? options, GenerationStats? stats, CancellationToken cancellationToken = default)
     {
-        options ??= new GenerationOptions();
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(tokenizer);
         var ids = new List<int>();
         if (session.Shape.BosTokenId is int bos) ids.Add(bos);
         ids.AddRange(tokenizer.EncodeToIds(prompt));
+        options ??= new GenerationOptions();
+        options.Validate();
+        var input = TokenGenerator.FitPrompt(ids, options, session.Shape.ContextLength);
+        return StreamAsync(new Generator(session, options), tokenizer, input, stats, ownsGenerator: true, cancellationToken);
+    }
 
-        // Decoding starts from the prompt's last token so that a leading space of the first new piece survives
-        // (SentencePiece drops it at the start of a text); that token's own text is cut off again.
-        var generated = new List<int> { ids[^1] };
-        int skip = (tokenizer.Decode(generated) ?? "").Length;
-        int emitted = skip;                     // characters of the decoded text already yielded
-        await foreach (int token in TokenGenerator.GenerateAsync(session, ids, options, stats, cancellationToken).ConfigureAwait(false))
+    /// <summary>
+    /// Appends <paramref name="input"/> to <paramref name="generator"/> and streams the text of what it generates, with
+    /// its options' stop strings applied, through an incremental detokenizer (<see cref="TokenizerStream"/>).
+    /// </summary>
+    public static IAsyncEnumerable<string> StreamAsync(Generator generator, Tokenizer tokenizer, ReadOnlyMemory<int> input, GenerationStats? stats,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return StreamAsync(generator, tokenizer.Inner, input, stats, ownsGenerator: false, cancellationToken);
+    }
+
+    private static async IAsyncEnumerable<string> StreamAsync(Generator generator, Microsoft.ML.Tokenizers.Tokenizer tokenizer, ReadOnlyMemory<int> input,
+        GenerationStats? stats, bool ownsGenerator, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        try
         {
-            generated.Add(token);
-            string text = tokenizer.Decode(generated) ?? "";
-            int stopAt = FirstStop(text, options.StopStrings, skip);
-            if (stopAt >= 0)
+            var stops = generator.Options.StopStrings;
+            int keepTail = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
+            // Decoding starts from the token before the new ones so that a leading space of the first new piece
+            // survives (SentencePiece drops it at the start of a text).
+            int? previous = generator.Tokens.Count > 0 ? generator.Tokens[^1] : input.Length > 0 ? input.Span[^1] : null;
+            var stream = new TokenizerStream(tokenizer, previous);
+            var held = new StringBuilder();     // decoded, not yet yielded
+            string tail = "";                   // the end of what was yielded, where a stop string may have begun
+            await foreach (int token in TokenGenerator.RunAsync(generator, input, stats, cancellationToken).ConfigureAwait(false))
             {
-                if (stats is not null) stats.StopReason = GenerationStopReason.StopString;
-                if (stopAt > emitted) yield return text[emitted..stopAt];
-                yield break;
+                held.Append(stream.Decode(token));
+                string window = tail + held;
+                int stopAt = FirstStop(window, stops, 0);
+                if (stopAt >= 0)
+                {
+                    if (stats is not null) stats.StopReason = GenerationStopReason.StopString;
+                    if (stopAt > tail.Length) yield return window[tail.Length..stopAt];
+                    yield break;
+                }
+                int ready = SafeLength(window, stops) - tail.Length;
+                if (ready > 0)
+                {
+                    string piece = held.ToString(0, ready);
+                    held.Remove(0, ready);
+                    tail = keepTail == 0 ? "" : (tail + piece)[Math.Max(0, tail.Length + piece.Length - keepTail)..];
+                    yield return piece;
+                }
             }
-            int ready = SafeLength(text, options.StopStrings);
-            if (ready > emitted)
-            {
-                yield return text[emitted..ready];
-                emitted = ready;
-            }
+            held.Append(stream.Flush());
+            string final = tail + held;
+            int end = FirstStop(final, stops, 0) is int s && s >= 0 ? s : final.Length;
+            if (end > tail.Length) yield return final[tail.Length..end].TrimEnd('\uFFFD');
         }
-        string final = tokenizer.Decode(generated) ?? "";
-        int end = FirstStop(final, options.StopStrings, skip) is int s && s >= 0 ? s : final.Length;
-        if (end > emitted) yield return final[emitted..end].TrimEnd('\uFFFD');
+        finally
+        {
+            if (ownsGenerator) generator.Dispose();
+        }
     }
 
     private static int FirstStop(string text, IReadOnlyList<string> stops, int from)
@@ -77,7 +109,7 @@ public static class TextGenerator
     }
 
     /// <summary>All of it at once (for batch use).</summary>
-    public static async Task<string> GenerateTextAsync(DecoderSession session, Tokenizer tokenizer, string prompt, GenerationOptions? options = null,
+    public static async Task<string> GenerateTextAsync(DecoderSession session, Microsoft.ML.Tokenizers.Tokenizer tokenizer, string prompt, GenerationOptions? options = null,
         CancellationToken cancellationToken = default)
     {
         var sb = new StringBuilder();

@@ -13,44 +13,51 @@ public static class TokenGenerator
         => GenerateAsync(session, prompt, options, stats: null, cancellationToken);
 
     /// <summary>As above; <paramref name="stats"/>, when given, is filled in as the generation runs (for logging and metrics).</summary>
+    public static IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options,
+        GenerationStats? stats, CancellationToken cancellationToken = default)
+        => GenerateAsync(session, prompt, options, stats, stopTokenIds: null, cancellationToken);
+
+    /// <summary>As above, stopping at <paramref name="stopTokenIds"/> (null: the package's end-of-sequence ids) besides
+    /// the options' stop tokens.</summary>
     public static async IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options,
-        GenerationStats? stats, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        GenerationStats? stats, IEnumerable<int>? stopTokenIds, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         options ??= new GenerationOptions();
         options.Validate();
         int[] input = FitPrompt(prompt, options, session.Shape.ContextLength);
-        // --- stats hook
+        using var generator = new Generator(session, options, stopTokenIds);
+        await foreach (int token in RunAsync(generator, input, stats, cancellationToken).ConfigureAwait(false))
+            yield return token;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="input"/> to <paramref name="generator"/> and yields each token it generates until it is
+    /// done: the loop <see cref="TextGenerator"/>, the chat client, batch jobs and the CLI all run. Each step runs on the
+    /// caller's thread, one ONNX Runtime run per token, with no thread hop.
+    /// </summary>
+    public static async IAsyncEnumerable<int> RunAsync(Generator generator, ReadOnlyMemory<int> input, GenerationStats? stats,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        // the caller gets control back before the prefill; after that every step is synchronous
+        await Task.Yield();
         var clock = stats is null ? null : System.Diagnostics.Stopwatch.StartNew();
         if (stats is not null) stats.PromptTokens = input.Length;
-        // ---
-        var stop = new HashSet<int>(session.Shape.EosTokenIds.Concat(options.StopTokens));
-        var sampler = new Sampler(options);
-        var seen = new HashSet<int>(input);
-        using var cache = session.NewCache(input.Length + options.MaxNewTokens);
-        int vocab = session.Shape.VocabSize;
-
-        float[] logits = await Task.Run(() => session.Forward(input, cache, cancellationToken), cancellationToken).ConfigureAwait(false);
-        var last = logits.AsSpan((input.Length - 1) * vocab, vocab).ToArray();
-        if (stats is not null && options.MaxNewTokens == 0) stats.StopReason = GenerationStopReason.MaxTokens;
-        for (int produced = 0; produced < options.MaxNewTokens; produced++)
+        if (generator.Options.MaxNewTokens == 0)
+        {
+            if (stats is not null) stats.StopReason = GenerationStopReason.MaxTokens;
+            yield break;
+        }
+        generator.AppendTokens(input.Span);
+        while (!generator.IsDone)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int next = sampler.Next(last, seen);
-            if (stop.Contains(next))
-            {
-                if (stats is not null) stats.StopReason = GenerationStopReason.EndOfSequence;
-                yield break;
-            }
+            int next = generator.GenerateNextToken(cancellationToken);
+            if (generator.StopReason == GenerationStopReason.EndOfSequence) break;
             if (stats is not null) Produced(stats, clock!);
             yield return next;
-            seen.Add(next);
-            if (produced + 1 == options.MaxNewTokens || cache.Length >= session.Shape.ContextLength)
-            {
-                if (stats is not null) stats.StopReason = produced + 1 == options.MaxNewTokens ? GenerationStopReason.MaxTokens : GenerationStopReason.ContextFull;
-                yield break;
-            }
-            last = await Task.Run(() => session.Forward([next], cache, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
+        if (stats is not null) stats.StopReason = generator.StopReason;
     }
 
     // stats hook: one more token, and the time it came at

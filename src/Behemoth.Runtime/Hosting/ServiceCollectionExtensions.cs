@@ -10,6 +10,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Hosting;
 
+// Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
+
 /// <summary>Registers a Behemoth package as the container's <see cref="IChatClient"/>.</summary>
 public static class ServiceCollectionExtensions
 {

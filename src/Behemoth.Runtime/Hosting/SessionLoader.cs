@@ -13,11 +13,16 @@ public static class SessionLoader
     /// </summary>
     public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, ILogger? logger,
         CancellationToken cancellationToken = default)
+        => Open(packageDirectory, profile, provider, intraOpThreads: 0, logger, cancellationToken);
+
+    /// <summary>As above, with at most <paramref name="intraOpThreads"/> ONNX Runtime threads per run (0: its default).</summary>
+    public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, ILogger? logger,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(packageDirectory);
         ArgumentNullException.ThrowIfNull(profile);
         var clock = Stopwatch.StartNew();
-        var session = DecoderSession.Open(packageDirectory, profile, provider, cancellationToken);
+        var session = DecoderSession.Open(packageDirectory, profile, provider, intraOpThreads, cancellationToken);
         var elapsed = clock.Elapsed;
         try
         {

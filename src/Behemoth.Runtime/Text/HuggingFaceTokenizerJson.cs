@@ -5,6 +5,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Text;
 
+// Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
+
 /// <summary>
 /// Builds a byte-level BPE tokenizer (GPT-2, GPT-NeoX/OLMo, Llama 3/4 and Qwen 2 exports) from a Hugging Face
 /// <c>tokenizer.json</c>. Microsoft.ML.Tokenizers 2.0.1 has no loader for the format, but its <see cref="BpeTokenizer"/>

@@ -2,6 +2,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Text;
 
+// Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
+
 /// <summary>
 /// A tokenizer loaded from a model directory or package, with what the chat layer needs besides encoding: which file
 /// and kind it came from, its special tokens (matched whole in text, so a rendered chat prompt's markers become

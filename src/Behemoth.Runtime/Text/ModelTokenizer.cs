@@ -3,6 +3,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Runtime.Text;
 
+// Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
+using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
+
 /// <summary>
 /// The tokenizer shipped with a model directory or package, through Microsoft.ML.Tokenizers. Looked for in this order:
 /// <list type="number">

@@ -1,0 +1,54 @@
+namespace Behemoth.Runtime;
+
+/// <summary>
+/// Incremental detokenization: <see cref="Decode"/> takes the next id and returns the text it completes. Only a short
+/// window of recent ids is decoded each time (not the whole output), and text that ends inside a multi-byte
+/// character (byte-fallback pieces decode to U+FFFD until the character is whole) is held back until it is complete.
+/// </summary>
+public sealed class TokenizerStream
+{
+    // The window starts a few ids back so that merges and leading spaces decode as they do in the full text.
+    private const int Context = 4;
+
+    private readonly Func<IEnumerable<int>, string> _decode;
+    private readonly List<int> _ids = [];
+    private int _prefix;      // first id of the decoding window
+    private int _read;        // ids whose text has been returned
+
+    internal TokenizerStream(Tokenizer tokenizer, int? previousToken) : this(tokenizer.Inner, previousToken) { }
+
+    internal TokenizerStream(Microsoft.ML.Tokenizers.Tokenizer tokenizer, int? previousToken)
+    {
+        _decode = ids => tokenizer.Decode(ids) ?? "";
+        if (previousToken is int id)
+        {
+            _ids.Add(id);
+            _read = 1;
+        }
+    }
+
+    /// <summary>The text <paramref name="id"/> adds (empty while a character is still incomplete).</summary>
+    public string Decode(int id)
+    {
+        _ids.Add(id);
+        string before = DecodeRange(_prefix, _read);
+        string after = DecodeRange(_prefix, _ids.Count);
+        if (after.Length <= before.Length || after.EndsWith('\uFFFD') || !after.StartsWith(before, StringComparison.Ordinal))
+            return "";
+        string text = after[before.Length..];
+        _read = _ids.Count;
+        _prefix = Math.Max(_prefix, _read - Context);
+        return text;
+    }
+
+    /// <summary>Whatever is held back at the end (an incomplete character decodes without its missing bytes).</summary>
+    public string Flush()
+    {
+        if (_read == _ids.Count) return "";
+        string before = DecodeRange(_prefix, _read), after = DecodeRange(_prefix, _ids.Count);
+        _read = _ids.Count;
+        return after.Length > before.Length && after.StartsWith(before, StringComparison.Ordinal) ? after[before.Length..].TrimEnd('\uFFFD') : "";
+    }
+
+    private string DecodeRange(int from, int to) => from >= to ? "" : _decode(_ids.GetRange(from, to - from));
+}
