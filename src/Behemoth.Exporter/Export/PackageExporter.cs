@@ -37,6 +37,17 @@ public static class PackageExporter
         if (config.HiddenAct != "silu")
             throw new ModelConfigException(config.ConfigPath, $"activation '{config.HiddenAct}' is not supported (supported: silu)", "hidden_act");
 
+        if (options.Layers is int keep)
+        {
+            if (keep < 1 || keep > config.NumLayers)
+                throw new BehemothException($"--layers {keep} is out of range: the model has {config.NumLayers} decoder layers (num_hidden_layers); pass 1 to {config.NumLayers}");
+            // a model of the first `keep` layers; the device profiles' choices for the layers beyond are dropped
+            config = config with { Layers = config.Layers.Take(keep).ToArray() };
+            options = options with
+            {
+                Profiles = options.Profiles.Select(p => p with { Experts = p.Experts.Where(e => e.Key < keep).ToDictionary(e => e.Key, e => e.Value) }).ToArray(),
+            };
+        }
         if (options.Bits > 0 && (options.BlockSize < 16 || options.BlockSize > 256 || (options.BlockSize & (options.BlockSize - 1)) != 0))
             throw new BehemothException($"block size {options.BlockSize} is not supported: ONNX Runtime's MatMulNBits and QMoE take a power of two from 16 to 256");
         if (options.Bits > 0 && MoeBlock.UsesFusedMoe(config, options) && config.Layers.Any(l => l.FeedForward == FeedForwardKind.Moe)
