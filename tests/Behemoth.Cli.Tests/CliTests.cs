@@ -175,6 +175,24 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void Export_layers_writes_a_model_of_the_first_layers_and_refuses_a_count_outside_the_model()
+    {
+        using var dir = new TempDirectory();
+        var r = Run("export", TestPaths.Golden("qwen2_moe"), "--out", dir.File("pkg"), "--layers", "1");
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        Assert.Contains("profile full: 4 routed experts", r.Stdout);   // 4 experts × 1 MoE layer
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.File("pkg"), "manifest.json")))!;
+        Assert.Equal(1, manifest["model"]!["num_hidden_layers"]!.GetValue<int>());
+
+        r = Run("export", TestPaths.Golden("qwen2_moe"), "--out", dir.File("pkg2"), "--layers", "3");
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith("error: --layers 3", r.Stderr);
+        Assert.Contains("1 to 2", r.Stderr);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.False(Directory.Exists(dir.File("pkg2")));
+    }
+
+    [Fact]
     public void Export_explains_a_block_size_the_moe_kernel_cannot_use()
     {
         using var dir = new TempDirectory();

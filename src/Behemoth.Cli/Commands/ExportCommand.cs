@@ -21,6 +21,7 @@ internal static class ExportCommand
         };
         moe.AcceptOnlyFromAmong("fused", "decomposed");
         var maxContext = new Option<int>("--max-context") { Description = "Longest sequence the package supports (caps the RoPE tables)", DefaultValueFactory = _ => 8192 };
+        var layers = new Option<int?>("--layers") { Description = "Export only the first N decoder layers (1 to num_hidden_layers), for fast tests" };
         var force = new Option<bool>("--force") { Description = "Replace an existing package at --out" };
         var stats = new Option<string?>("--stats") { Description = "stats.json from behemoth profile (with --devices)" };
         var devices = new Option<string[]>("--devices") { Description = "Device files: one profile per device besides 'full' (with --stats)", AllowMultipleArgumentsPerToken = true };
@@ -31,7 +32,7 @@ internal static class ExportCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the random criterion", DefaultValueFactory = _ => 1234 };
         var command = new Command("export", "Export a checkpoint to an ONNX package: the 'full' profile, and one per device with --stats and --devices")
         {
-            model, output, quant, blockSize, moe, maxContext, force, stats, devices, criterion, distil, seed,
+            model, output, quant, blockSize, moe, maxContext, layers, force, stats, devices, criterion, distil, seed,
         };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
@@ -43,6 +44,7 @@ internal static class ExportCommand
                 Quant = Enum.Parse<QuantKind>(parse.GetValue(quant)!, ignoreCase: true),
                 BlockSize = parse.GetValue(blockSize),
                 MaxContext = context,
+                Layers = parse.GetValue(layers),
             };
             var progress = new SyncProgress(message => Console.Error.WriteLine("  " + message));
             var deviceFiles = parse.GetValue(devices) ?? [];

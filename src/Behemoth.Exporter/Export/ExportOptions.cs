@@ -43,6 +43,12 @@ public sealed record ExportOptions
     /// <summary>Block size of the weight file's per-block SHA-256 (a profile verifies only the blocks it reads).</summary>
     public int WeightHashBlockBytes { get; init; } = Onnx.WeightFile.DefaultBlockSize;
 
+    /// <summary>
+    /// Exports only the first N decoder layers (null: all of them), for fast tests: the package is a model of N layers
+    /// (manifest, genai_config, KV cache), the final norm and lm_head applied after layer N - 1. Must be 1 to num_hidden_layers.
+    /// </summary>
+    public int? Layers { get; init; }
+
     /// <summary>Device profiles written besides <c>full</c> (which keeps every expert).</summary>
     public IReadOnlyList<ProfileSpec> Profiles { get; init; } = [];
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Behemoth.Exporter.Export.Blocks;
 using Behemoth.Exporter.Onnx;
 using Behemoth.Formats.Architectures;
 using Behemoth.Formats.Checkpoints;
@@ -36,9 +37,20 @@ public static class PackageExporter
         if (config.HiddenAct != "silu")
             throw new ModelConfigException(config.ConfigPath, $"activation '{config.HiddenAct}' is not supported (supported: silu)", "hidden_act");
 
+        if (options.Layers is int keep)
+        {
+            if (keep < 1 || keep > config.NumLayers)
+                throw new BehemothException($"--layers {keep} is out of range: the model has {config.NumLayers} decoder layers (num_hidden_layers); pass 1 to {config.NumLayers}");
+            // a model of the first `keep` layers; the device profiles' choices for the layers beyond are dropped
+            config = config with { Layers = config.Layers.Take(keep).ToArray() };
+            options = options with
+            {
+                Profiles = options.Profiles.Select(p => p with { Experts = p.Experts.Where(e => e.Key < keep).ToDictionary(e => e.Key, e => e.Value) }).ToArray(),
+            };
+        }
         if (options.Bits > 0 && (options.BlockSize < 16 || options.BlockSize > 256 || (options.BlockSize & (options.BlockSize - 1)) != 0))
             throw new BehemothException($"block size {options.BlockSize} is not supported: ONNX Runtime's MatMulNBits and QMoE take a power of two from 16 to 256");
-        if (options.Bits > 0 && DecoderGraph.UsesFusedMoe(config, options) && config.Layers.Any(l => l.FeedForward == FeedForwardKind.Moe)
+        if (options.Bits > 0 && MoeBlock.UsesFusedMoe(config, options) && config.Layers.Any(l => l.FeedForward == FeedForwardKind.Moe)
             && (config.HiddenSize % options.BlockSize != 0 || config.Moe.ExpertIntermediate % options.BlockSize != 0))
             throw new BehemothException($"block size {options.BlockSize} does not divide hidden_size {config.HiddenSize} and the expert intermediate size "
                 + $"{config.Moe.ExpertIntermediate}: ONNX Runtime's QMoE needs whole blocks. Pass a smaller --block-size, or --moe decomposed (MatMulNBits pads)");
@@ -55,7 +67,7 @@ public static class PackageExporter
         try
         {
             using var checkpoint = Checkpoint.Open(modelDirectory);
-            var plan = ExpertPlan.Create(config, options.Profiles, DecoderGraph.UsesFusedMoe(config, options));
+            var plan = ExpertPlan.Create(config, options.Profiles, MoeBlock.UsesFusedMoe(config, options));
             var files = new Dictionary<string, FileEntry>(StringComparer.Ordinal);
             var profileInfos = new Dictionary<string, ProfileInfo>(StringComparer.Ordinal);
             var inventory = MoeLayers(config).Select(l => new LayerExperts(l, plan.StorageOrder(l))).ToArray();
@@ -121,12 +133,12 @@ public static class PackageExporter
                 Source = Path.GetFileName(Path.GetFullPath(modelDirectory).TrimEnd(Path.DirectorySeparatorChar)),
                 Quantization = new QuantizationInfo(options.QuantName, options.Bits > 0 ? options.BlockSize : null,
                     options.Quant == QuantKind.Fp32 ? ["everything"] : ["routers", "norms", "biases", "rope tables"]),
-                MoeForm = DecoderGraph.UsesFusedMoe(config, options) ? "fused" : "decomposed",
+                MoeForm = MoeBlock.UsesFusedMoe(config, options) ? "fused" : "decomposed",
                 Model = new ModelShape(config.VocabSize, config.HiddenSize, config.NumLayers, config.NumHeads, config.NumKvHeads, config.HeadDim,
                     Math.Min(config.MaxPositionEmbeddings, options.MaxContext), config.BosTokenId, config.EosTokenIds),
                 Tokenizer = tokenizerFiles.Count == 0 ? null
                     : new TokenizerInfo(TokenizerKinds.Detect(modelDirectory, tokenizerFiles), tokenizerFiles),
-                KvCache = DecoderGraph.KvCacheLayout(config, options),
+                KvCache = AttentionBlock.KvCacheLayout(config, options),
                 Experts = inventory,
                 Profiles = profileInfos,
                 Files = files,

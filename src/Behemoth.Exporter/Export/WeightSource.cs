@@ -94,7 +94,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
                 }
                 string b = Reference(onnxName + ".q", ElementType.UInt8, [outDim, blocks, blockBytes]);
                 string s = Reference(onnxName + ".scales", ElementType.Float, [outDim * blocks]);
-                return _graph.Op("MatMulNBits", [x, b, s], DecoderGraph.Attr(("K", inDim), ("N", outDim), ("bits", bits), ("block_size", bs)),
+                return _graph.Op("MatMulNBits", [x, b, s], Blocks.Ops.Attr(("K", inDim), ("N", outDim), ("bits", bits), ("block_size", bs)),
                     domain: GraphBuilder.MicrosoftDomain);
             }
             case QuantKind.Fp16:
@@ -102,7 +102,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
                 if (!_stored.ContainsKey(onnxName))
                     Store(onnxName, file.Append(MemoryMarshal.AsBytes(ToHalf(onnxName, weight()).AsSpan())));
                 string w16 = Reference(onnxName, ElementType.Float16, [outDim, inDim]);
-                return Gemm(x, _graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))));
+                return Gemm(x, _graph.Op("Cast", [w16], Blocks.Ops.Attr(("to", (int)ElementType.Float))));
             }
             default:
                 return Gemm(x, Add(onnxName, [outDim, inDim], () =>
@@ -142,7 +142,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
         if (options.Quant == QuantKind.Fp16)
         {
             string w16 = Reference(name, ElementType.Float16, [keep, rows, cols], Slice(onnxName));
-            return (_graph.Op("Cast", [w16], DecoderGraph.Attr(("to", (int)ElementType.Float))), null);
+            return (_graph.Op("Cast", [w16], Blocks.Ops.Attr(("to", (int)ElementType.Float))), null);
         }
         return (Reference(name, ElementType.Float, [keep, rows, cols], Slice(onnxName)), null);
     }
@@ -195,7 +195,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
 
     /// <summary>A float16-stored table widened to float32 at load (ONNX Runtime folds the Cast into a float32 copy).</summary>
     public string Half(string onnxName, long[] shape, Func<float[]> data) =>
-        _graph.Op("Cast", [HalfTable(onnxName, shape, data)], DecoderGraph.Attr(("to", (int)ElementType.Float)));
+        _graph.Op("Cast", [HalfTable(onnxName, shape, data)], Blocks.Ops.Attr(("to", (int)ElementType.Float)));
 
     /// <summary>The float16 initializer itself, for ops that read it as float16 (a Gather of embedding rows).</summary>
     public string HalfTable(string onnxName, long[] shape, Func<float[]> data)
@@ -204,7 +204,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
         return Reference(onnxName, ElementType.Float16, shape);
     }
 
-    private string Gemm(string x, string weight) => _graph.Op("Gemm", [x, weight], DecoderGraph.Attr(("transB", 1)));
+    private string Gemm(string x, string weight) => _graph.Op("Gemm", [x, weight], Blocks.Ops.Attr(("transB", 1)));
 
     private Half[] ToHalf(string? name, ReadOnlySpan<float> weight, QuantError? into = null)
     {

@@ -19,6 +19,10 @@ public enum ElementType
 /// Builds one ONNX graph node by node. Values are strings (ONNX names); each helper returns the name of its output,
 /// so graph code reads like the math it writes. Large initializers live in external weight files
 /// (<see cref="WeightFile"/>); small constants are embedded.
+/// Nodes are named by where they sit in the model, as paths: graph code opens a <see cref="Scope"/> per module
+/// (<c>model</c>, <c>layers.3</c>, <c>attn</c>, <c>q_proj</c>) and a node is named <c>/model/layers.3/attn/q_proj/Gemm</c>,
+/// with <c>_1</c>, <c>_2</c>… for further nodes of the same type in the same scope; its outputs are
+/// <c>&lt;node&gt;_output_&lt;i&gt;</c>. Every node name is unique within the graph.
 /// </summary>
 public sealed class GraphBuilder
 {
@@ -27,17 +31,54 @@ public sealed class GraphBuilder
     private readonly GraphProto _graph = new();
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _nodeNames = new(StringComparer.Ordinal);
+    private readonly List<string> _scopes = [];
     private int _counter;
 
     public GraphBuilder(string name) => _graph.Name = name;
 
     public int NodeCount => _graph.Node.Count;
 
-    /// <summary>A fresh value name with a readable prefix.</summary>
-    public string Name(string prefix)
+    /// <summary>A fresh value name with a readable prefix (constants).</summary>
+    private string Name(string prefix)
     {
         string name;
         do name = $"{prefix}_{_counter++}"; while (!_names.Add(name));
+        return name;
+    }
+
+    /// <summary>The current scope's path: <c>/model/layers.3/attn</c> ("" at the root).</summary>
+    public string ScopePath => _scopes.Count == 0 ? "" : _scopes[^1];
+
+    /// <summary>
+    /// Opens a scope named <paramref name="name"/> inside the current one (a name starting with '/' is a path from the
+    /// root: for values shared by several layers); disposing it returns to the enclosing scope.
+    /// </summary>
+    public IDisposable Scope(string name)
+    {
+        if (name.Length == 0 || name.EndsWith('/')) throw new ArgumentException($"scope name '{name}' is empty or ends with '/'", nameof(name));
+        _scopes.Add(name[0] == '/' ? name : ScopePath + "/" + name);
+        return new ScopeExit(this, _scopes.Count);
+    }
+
+    private sealed class ScopeExit(GraphBuilder g, int depth) : IDisposable
+    {
+        private bool _done;
+
+        public void Dispose()
+        {
+            if (_done) return;
+            if (g._scopes.Count != depth) throw new InvalidOperationException("graph scopes closed out of order");
+            g._scopes.RemoveAt(depth - 1);
+            _done = true;
+        }
+    }
+
+    /// <summary>A unique node name for <paramref name="opType"/> in the current scope.</summary>
+    private string NodeName(string opType)
+    {
+        string stem = ScopePath + "/" + opType, name = stem;
+        for (int i = 1; !_nodeNames.Add(name); i++) name = $"{stem}_{i}";
         return name;
     }
 
@@ -49,19 +90,29 @@ public sealed class GraphBuilder
     public string Op(string opType, string[] inputs, IReadOnlyDictionary<string, object>? attributes = null, string? output = null, string domain = "")
         => OpMulti(opType, inputs, 1, attributes, output is null ? null : [output], domain)[0];
 
-    /// <summary>Adds a node with several outputs ("" in <paramref name="outputs"/> leaves an optional output unnamed).</summary>
+    /// <summary>
+    /// Adds a node with several outputs: a null entry of <paramref name="outputs"/> (or no list) is named after the node,
+    /// "" leaves an optional output unnamed.
+    /// </summary>
     public string[] OpMulti(string opType, string[] inputs, int outputCount, IReadOnlyDictionary<string, object>? attributes = null,
-        string[]? outputs = null, string domain = "")
+        string?[]? outputs = null, string domain = "")
     {
-        outputs ??= Enumerable.Range(0, outputCount).Select(_ => Name(opType.ToLowerInvariant())).ToArray();
-        foreach (var o in outputs) if (o.Length > 0) _names.Add(o);
-        var node = new NodeProto { OpType = opType, Domain = domain, Name = Name("n_" + opType) };
+        string nodeName = NodeName(opType);
+        outputs ??= new string?[outputCount];
+        var named = new string[outputs.Length];
+        for (int i = 0; i < outputs.Length; i++)
+        {
+            named[i] = outputs[i] ?? $"{nodeName}_output_{i}";
+            if (named[i].Length > 0 && !_names.Add(named[i]) && outputs[i] is null)
+                throw new InvalidOperationException($"duplicate ONNX value name {named[i]}");
+        }
+        var node = new NodeProto { OpType = opType, Domain = domain, Name = nodeName };
         node.Input.AddRange(inputs);
-        node.Output.AddRange(outputs);
+        node.Output.AddRange(named);
         if (attributes is not null)
             foreach (var (key, value) in attributes) node.Attribute.Add(Attribute(key, value));
         _graph.Node.Add(node);
-        return outputs;
+        return named;
     }
 
     /// <summary>An initializer whose bytes are in an external weight file.</summary>

@@ -51,5 +51,5 @@ public sealed class SizeModel(DecoderConfig c, QuantKind quant, int blockSize = 
 
     /// <summary>Float32 keys and values of one sequence of <paramref name="tokens"/>: chunked and sliding layers hold one window at most.</summary>
     public long KvCache(int tokens) =>
-        Package.ProfileSelection.KvCacheBytes(DecoderGraph.KvCacheLayout(c, new ExportOptions()), c.NumLayers, c.NumKvHeads, c.HeadDim, tokens);
+        Package.ProfileSelection.KvCacheBytes(Export.Blocks.AttentionBlock.KvCacheLayout(c, new ExportOptions()), c.NumLayers, c.NumKvHeads, c.HeadDim, tokens);
 }

@@ -1,8 +1,8 @@
 using Behemoth.Exporter.Onnx;
 using Behemoth.Formats.Config;
-using static Behemoth.Exporter.Export.DecoderGraph;
+using static Behemoth.Exporter.Export.Blocks.Ops;
 
-namespace Behemoth.Exporter.Export;
+namespace Behemoth.Exporter.Export.Blocks;
 
 /// <summary>
 /// Routed experts through ONNX Runtime's com.microsoft MoE kernel. Its CPU kernel takes interleaved SwiGLU:

@@ -1,8 +1,8 @@
 using Behemoth.Exporter.Onnx;
 using Behemoth.Formats.Config;
-using static Behemoth.Exporter.Export.DecoderGraph;
+using static Behemoth.Exporter.Export.Blocks.Ops;
 
-namespace Behemoth.Exporter.Export;
+namespace Behemoth.Exporter.Export.Blocks;
 
 /// <summary>
 /// Routed experts with standard ONNX ops only, for execution providers without MoE kernels (DirectML): TopK picks
@@ -36,6 +36,7 @@ internal static class DecomposedMoe
         for (int i = 0; i < kept.Length; i++)
         {
             int e = kept[i];
+            using var scope = g.Scope($"{e}");
             string chosen = g.Op("Equal", [topIds, g.Int64Scalar(i)]);                           // [tokens, k]
             string weight = g.Op("ReduceSum", [g.Op("Where", [chosen, weights, zero]), g.Int64Vector(1)], Attr(("keepdims", 0)));
             string any = g.Op("ReduceMax", [g.Op("Cast", [chosen], Attr(("to", (int)ElementType.Int32))), g.Int64Vector(1)], Attr(("keepdims", 0)));
@@ -79,10 +80,11 @@ internal static class DecomposedMoe
                 }
             return (gateW, upW, downW);
         });
-        string gate = w.Linear(x, prefix + ".gate", () => weights.Value.Gate, inter, h);
-        string up = w.Linear(x, prefix + ".up", () => weights.Value.Up, inter, h);
-        string act = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
-        return w.Linear(act, prefix + ".down", () => weights.Value.Down, h, inter);
+        string gate, up, act;
+        using (g.Scope("gate_proj")) gate = w.Linear(x, prefix + ".gate", () => weights.Value.Gate, inter, h);
+        using (g.Scope("up_proj")) up = w.Linear(x, prefix + ".up", () => weights.Value.Up, inter, h);
+        using (g.Scope("act_fn")) act = g.Op("Mul", [g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]), up]);
+        using (g.Scope("down_proj")) return w.Linear(act, prefix + ".down", () => weights.Value.Down, h, inter);
     }
 
     private static Onnx.Proto.TensorProto ZeroFloat()
