@@ -24,7 +24,14 @@ public sealed class DecoderSession : IDisposable
         Manifest = manifest;
         Profile = profile;
         _session = session;
+        _logitsToKeep = session.InputMetadata.ContainsKey(LogitsToKeepInput);
     }
+
+    // Packages since the generation core take logits_to_keep: lm_head then runs on the last position only
+    // (older packages compute every row, and the last is copied out).
+    private const string LogitsToKeepInput = "logits_to_keep";
+    private readonly bool _logitsToKeep;
+    private static readonly long[] KeepLast = [1];
 
     /// <summary>The package folder the session was opened from.</summary>
     public string Directory { get; }
@@ -129,7 +136,7 @@ public sealed class DecoderSession : IDisposable
         // the leases keep the native session and the cache's buffers alive until this call has left native code
         using var sessionLease = _lifetime.Enter(this);
         using var cacheLease = cache.Enter();
-        using var logits = Run(tokens, cache, cancellationToken);
+        using var logits = Run(tokens, cache, lastOnly: false, cancellationToken);
         return logits.GetTensorDataAsSpan<float>().ToArray();
     }
 
@@ -146,13 +153,13 @@ public sealed class DecoderSession : IDisposable
             throw new ArgumentException($"the destination holds {destination.Length} logits; the vocabulary has {Shape.VocabSize}", nameof(destination));
         using var sessionLease = _lifetime.Enter(this);
         using var cacheLease = cache.Enter();
-        using var logits = Run(tokens, cache, cancellationToken);
+        using var logits = Run(tokens, cache, lastOnly: true, cancellationToken);
         var all = logits.GetTensorDataAsSpan<float>();
         all[^Shape.VocabSize..].CopyTo(destination);
     }
 
     /// <summary>One run of the graph, with the leases held by the caller; returns the logits output (the caller's to dispose).</summary>
-    private OrtValue Run(ReadOnlySpan<int> tokens, KvCache cache, CancellationToken cancellationToken)
+    private OrtValue Run(ReadOnlySpan<int> tokens, KvCache cache, bool lastOnly, CancellationToken cancellationToken)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
         int seq = tokens.Length, past = cache.Length, total = past + seq;
@@ -178,6 +185,8 @@ public sealed class DecoderSession : IDisposable
         binding.BindInput("input_ids", idsValue);
         binding.BindInput("attention_mask", maskValue);
         binding.BindInput("position_ids", positionsValue);
+        using var keepValue = lastOnly && _logitsToKeep ? OrtValue.CreateTensorValueFromMemory(KeepLast, [1]) : null;
+        if (keepValue is not null) binding.BindInput(LogitsToKeepInput, keepValue);
         binding.BindOutputToDevice("logits", OrtMemoryInfo.DefaultInstance);
         for (int l = 0; l < Shape.NumLayers; l++) cache.Bind(binding, l, total);
 

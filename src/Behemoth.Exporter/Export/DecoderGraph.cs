@@ -22,6 +22,12 @@ internal abstract class DecoderGraph
     public const string AttentionMask = "attention_mask";
     public const string PositionIds = "position_ids";
     public const string Logits = "logits";
+
+    /// <summary>
+    /// Optional int64 [1] input, Hugging Face's <c>logits_to_keep</c>: only the last N positions go through lm_head
+    /// (1 when generating), 0 (the default, what onnxruntime-genai gets) keeps every position.
+    /// </summary>
+    public const string LogitsToKeep = "logits_to_keep";
     public static string PastKey(int layer) => $"past_key_values.{layer}.key";
     public static string PastValue(int layer) => $"past_key_values.{layer}.value";
     public static string PresentKey(int layer) => $"present.{layer}.key";
@@ -91,7 +97,8 @@ internal abstract class DecoderGraph
             G.Input(PastKey(l), ElementType.Float, "batch_size", C.NumKvHeads, PastLength(l), d);
             G.Input(PastValue(l), ElementType.Float, "batch_size", C.NumKvHeads, PastLength(l), d);
         }
-        G.Output(Logits, ElementType.Float, "batch_size", "sequence_length", C.VocabSize);
+        G.InputWithDefault(LogitsToKeep, ElementType.Int64, [1], BitConverter.GetBytes(0L));
+        G.Output(Logits, ElementType.Float, "batch_size", "logits_length", C.VocabSize);
 
         using (G.Scope("/model")) X.BatchSeq = G.Op("Shape", [InputIds]);
         if (C.Layers.Any(l => l.UseRope)) X.Rope = Rope.Create(X);
@@ -111,6 +118,9 @@ internal abstract class DecoderGraph
         // logits = self.lm_head(self.norm(hidden_states))
         string normed;
         using (G.Scope("/model")) normed = Norms.Rms(X, "norm", x, n.FinalNorm, h);
+        // logits_to_keep: the last N rows of [tokens, hidden] (rows from -N on; -0 is every row)
+        using (G.Scope("/model/logits_to_keep"))
+            normed = G.Op("Slice", [normed, G.Op("Neg", [LogitsToKeep]), G.Int64Vector(long.MaxValue), G.Int64Vector(0)]);
         using var head = G.Scope("/lm_head");
         var (o, w) = (X.O, X.W);
         float[] EmbedWeights() => w.Read(n.Embed, C.VocabSize, h);
@@ -121,7 +131,8 @@ internal abstract class DecoderGraph
             logits = C.TieWordEmbeddings
                 ? w.Linear(normed, "lm_head.weight", EmbedWeights, C.VocabSize, h)
                 : w.Linear(normed, n.LmHead, C.VocabSize, h);
-        G.Op("Reshape", [logits, G.Op("Concat", [X.BatchSeq, G.Int64Vector(C.VocabSize)], Attr(("axis", 0)))], output: Logits);
+        string batch = G.Op("Slice", [X.BatchSeq, G.Int64Vector(0), G.Int64Vector(1)]);
+        G.Op("Reshape", [logits, G.Op("Concat", [batch, G.Int64Vector(-1, C.VocabSize)], Attr(("axis", 0)))], output: Logits);
     }
 
     /// <summary>The embedded rows [tokens, hidden], and the table as float32 where a tied fp32/fp16 lm_head reads it ("" otherwise).</summary>

@@ -84,6 +84,19 @@ public sealed class GraphBuilder
 
     public void Input(string name, ElementType type, params object[] dims) => _graph.Input.Add(ValueInfo(name, type, dims));
 
+    /// <summary>
+    /// A graph input that need not be fed: an initializer of the same name holds its default (ONNX Runtime lets a run
+    /// override such an initializer; a runtime that does not know the input never feeds it).
+    /// </summary>
+    public void InputWithDefault(string name, ElementType type, long[] dims, byte[] defaultValue)
+    {
+        if (!_names.Add(name)) throw new InvalidOperationException($"duplicate ONNX value name {name}");
+        _graph.Input.Add(ValueInfo(name, type, dims.Cast<object>().ToArray()));
+        var t = new TensorProto { Name = name, DataType = (int)type, RawData = ByteString.CopyFrom(defaultValue) };
+        t.Dims.AddRange(dims);
+        _graph.Initializer.Add(t);
+    }
+
     public void Output(string name, ElementType type, params object[] dims) => _graph.Output.Add(ValueInfo(name, type, dims));
 
     /// <summary>Adds a node with one output; returns that output's name.</summary>
