@@ -82,6 +82,11 @@ public sealed class DecoderSession : IDisposable
     /// <summary>As above, with ONNX Runtime's intra-op thread pool limited to <paramref name="intraOpThreads"/> threads
     /// (0: its default, one per core). Several workers running one session at once each use that many threads.</summary>
     public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, CancellationToken cancellationToken = default)
+        => Open(packageDirectory, profile, provider, intraOpThreads, verified: null, cancellationToken);
+
+    /// <summary>As above; <paramref name="verified"/> is called once the files are checked, before ONNX Runtime builds the session.</summary>
+    internal static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, Action? verified,
+        CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
         using var options = ExecutionProviders.Create(provider, out var chosen);
@@ -90,6 +95,7 @@ public sealed class DecoderSession : IDisposable
         if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != "decomposed")
             throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
         var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
+        verified?.Invoke();
         var session = new InferenceSession(Path.Combine(packageDirectory, info.Graph), options);
         return new DecoderSession(packageDirectory, manifest, profile, session) { Provider = chosen };
     }

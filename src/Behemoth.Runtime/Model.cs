@@ -72,7 +72,8 @@ public sealed class Model : IDisposable
             : options.Profile;
         progress?.Report(ModelLoadStage.VerifyingFiles);
         cancellationToken.ThrowIfCancellationRequested();
-        var session = Hosting.SessionLoader.Open(packageDirectory, profile, options.Provider, options.IntraOpThreads, options.Logger, cancellationToken);
+        var session = Hosting.SessionLoader.Open(packageDirectory, profile, options.Provider, options.IntraOpThreads, options.Logger,
+            () => progress?.Report(ModelLoadStage.CreatingSession), cancellationToken);
         try
         {
             progress?.Report(ModelLoadStage.LoadingTokenizer);

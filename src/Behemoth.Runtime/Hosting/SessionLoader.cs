@@ -18,11 +18,15 @@ public static class SessionLoader
     /// <summary>As above, with at most <paramref name="intraOpThreads"/> ONNX Runtime threads per run (0: its default).</summary>
     public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, ILogger? logger,
         CancellationToken cancellationToken = default)
+        => Open(packageDirectory, profile, provider, intraOpThreads, logger, verified: null, cancellationToken);
+
+    internal static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, ILogger? logger,
+        Action? verified, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(packageDirectory);
         ArgumentNullException.ThrowIfNull(profile);
         var clock = Stopwatch.StartNew();
-        var session = DecoderSession.Open(packageDirectory, profile, provider, intraOpThreads, cancellationToken);
+        var session = DecoderSession.Open(packageDirectory, profile, provider, intraOpThreads, verified, cancellationToken);
         var elapsed = clock.Elapsed;
         try
         {
