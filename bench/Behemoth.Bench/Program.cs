@@ -7,4 +7,5 @@ root.Subcommands.Add(ExportMemoryBench.CreateChild());
 root.Subcommands.Add(GenAiGreedy.Create());
 root.Subcommands.Add(GenAiCompare.Create());
 root.Subcommands.Add(PruningTable.Create());
+root.Subcommands.Add(GenerationOverhead.Create());
 return root.Parse(args).Invoke();

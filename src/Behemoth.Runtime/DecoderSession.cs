@@ -24,13 +24,15 @@ public sealed class DecoderSession : IDisposable
         Manifest = manifest;
         Profile = profile;
         _session = session;
-        _logitsToKeep = session.InputMetadata.ContainsKey(LogitsToKeepInput);
+        _logitsToKeep = session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep);
+        _ones = new long[manifest.Model.ContextLength];
+        Array.Fill(_ones, 1L);
     }
 
     // Packages since the generation core take logits_to_keep: lm_head then runs on the last position only
     // (older packages compute every row, and the last is copied out).
-    private const string LogitsToKeepInput = "logits_to_keep";
     private readonly bool _logitsToKeep;
+    private readonly long[] _ones;
     private static readonly long[] KeepLast = [1];
 
     /// <summary>The package folder the session was opened from.</summary>
@@ -179,21 +181,21 @@ public sealed class DecoderSession : IDisposable
         var ids = new long[seq];
         var positions = new long[seq];
         for (int i = 0; i < seq; i++) (ids[i], positions[i]) = (tokens[i], past + i);
-        var mask = new long[total];
-        Array.Fill(mask, 1L);
+        // every position is seen: one buffer of ones per session, as long as the context, sliced per step
+        var mask = new Memory<long>(_ones, 0, total);
 
         // IOBinding: the cache binds its own buffers (in place for GroupQueryAttention layers) and takes the presents
         // ONNX Runtime allocates for the others, so no key or value is copied through managed arrays here.
         using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [1, seq]);
-        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [1, total]);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, mask, [1, total]);
         using var positionsValue = OrtValue.CreateTensorValueFromMemory(positions, [1, seq]);
         using var binding = _session.CreateIoBinding();
-        binding.BindInput("input_ids", idsValue);
-        binding.BindInput("attention_mask", maskValue);
-        binding.BindInput("position_ids", positionsValue);
+        binding.BindInput(GraphNames.InputIds, idsValue);
+        binding.BindInput(GraphNames.AttentionMask, maskValue);
+        binding.BindInput(GraphNames.PositionIds, positionsValue);
         using var keepValue = lastOnly && _logitsToKeep ? OrtValue.CreateTensorValueFromMemory(KeepLast, [1]) : null;
-        if (keepValue is not null) binding.BindInput(LogitsToKeepInput, keepValue);
-        binding.BindOutputToDevice("logits", OrtMemoryInfo.DefaultInstance);
+        if (keepValue is not null) binding.BindInput(GraphNames.LogitsToKeep, keepValue);
+        binding.BindOutputToDevice(GraphNames.Logits, OrtMemoryInfo.DefaultInstance);
         for (int l = 0; l < Shape.NumLayers; l++) cache.Bind(binding, l, total);
 
         using var runOptions = new RunOptions();
@@ -226,13 +228,13 @@ public sealed class DecoderSession : IDisposable
         var outputs = binding.GetOutputValues();
         var taken = new bool[outputs.Count];
         int Index(string name) => Array.IndexOf(names, name);
-        int logitsIndex = Index("logits");
+        int logitsIndex = Index(GraphNames.Logits);
         taken[logitsIndex] = true;      // returned to the caller
         try
         {
             for (int l = 0; l < Shape.NumLayers; l++)
             {
-                int k = Index($"present.{l}.key"), v = Index($"present.{l}.value");
+                int k = Index(GraphNames.PresentKey(l)), v = Index(GraphNames.PresentValue(l));
                 if (cache.IsShared(l)) continue;        // written in place
                 cache.Accept(l, outputs[k], outputs[v], total);
                 taken[k] = taken[v] = true;

@@ -75,16 +75,16 @@ public sealed class KvCache : IDisposable
         if (c.Shared)
         {
             if (newTotal > c.Capacity) BytesCopied += c.Grow(_kvHeads, Math.Min(_maxCapacity, Math.Max(newTotal, 2 * c.Capacity)), _headDim, Length);
-            binding.BindInput($"past_key_values.{layer}.key", c.Key!);
-            binding.BindInput($"past_key_values.{layer}.value", c.Value!);
-            binding.BindOutput($"present.{layer}.key", c.Key!);
-            binding.BindOutput($"present.{layer}.value", c.Value!);
+            binding.BindInput(GraphNames.PastKey(layer), c.Key!);
+            binding.BindInput(GraphNames.PastValue(layer), c.Value!);
+            binding.BindOutput(GraphNames.PresentKey(layer), c.Key!);
+            binding.BindOutput(GraphNames.PresentValue(layer), c.Value!);
             return;
         }
-        binding.BindInput($"past_key_values.{layer}.key", c.Key!);
-        binding.BindInput($"past_key_values.{layer}.value", c.Value!);
-        binding.BindOutputToDevice($"present.{layer}.key", OrtMemoryInfo.DefaultInstance);
-        binding.BindOutputToDevice($"present.{layer}.value", OrtMemoryInfo.DefaultInstance);
+        binding.BindInput(GraphNames.PastKey(layer), c.Key!);
+        binding.BindInput(GraphNames.PastValue(layer), c.Value!);
+        binding.BindOutputToDevice(GraphNames.PresentKey(layer), OrtMemoryInfo.DefaultInstance);
+        binding.BindOutputToDevice(GraphNames.PresentValue(layer), OrtMemoryInfo.DefaultInstance);
     }
 
     /// <summary>Takes the presents ONNX Runtime allocated for an appending layer (ownership passes to the cache).</summary>

@@ -1,3 +1,4 @@
+using Behemoth.Package;
 using Behemoth.Exporter.Export.Blocks;
 using Behemoth.Exporter.Export.Models;
 using Behemoth.Exporter.Onnx;
@@ -18,20 +19,16 @@ namespace Behemoth.Exporter.Export;
 /// </summary>
 internal abstract class DecoderGraph
 {
-    public const string InputIds = "input_ids";
-    public const string AttentionMask = "attention_mask";
-    public const string PositionIds = "position_ids";
-    public const string Logits = "logits";
-
-    /// <summary>
-    /// Optional int64 [1] input, Hugging Face's <c>logits_to_keep</c>: only the last N positions go through lm_head
-    /// (1 when generating), 0 (the default, what onnxruntime-genai gets) keeps every position.
-    /// </summary>
-    public const string LogitsToKeep = "logits_to_keep";
-    public static string PastKey(int layer) => $"past_key_values.{layer}.key";
-    public static string PastValue(int layer) => $"past_key_values.{layer}.value";
-    public static string PresentKey(int layer) => $"present.{layer}.key";
-    public static string PresentValue(int layer) => $"present.{layer}.value";
+    // the names are the package contract's (Behemoth.Package.GraphNames), shared with the runtime
+    public const string InputIds = GraphNames.InputIds;
+    public const string AttentionMask = GraphNames.AttentionMask;
+    public const string PositionIds = GraphNames.PositionIds;
+    public const string Logits = GraphNames.Logits;
+    public const string LogitsToKeep = GraphNames.LogitsToKeep;
+    public static string PastKey(int layer) => GraphNames.PastKey(layer);
+    public static string PastValue(int layer) => GraphNames.PastValue(layer);
+    public static string PresentKey(int layer) => GraphNames.PresentKey(layer);
+    public static string PresentValue(int layer) => GraphNames.PresentValue(layer);
     public static string PastLength(int layer) => $"past_sequence_length_{layer}";
     public static string PresentLength(int layer) => $"present_sequence_length_{layer}";
 

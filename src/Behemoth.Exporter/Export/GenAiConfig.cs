@@ -1,3 +1,4 @@
+using Behemoth.Package;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Behemoth.Formats.Config;
@@ -30,14 +31,14 @@ internal static class GenAiConfig
                         ["input_ids"] = DecoderGraph.InputIds,
                         ["attention_mask"] = DecoderGraph.AttentionMask,
                         ["position_ids"] = DecoderGraph.PositionIds,
-                        ["past_key_names"] = "past_key_values.%d.key",
-                        ["past_value_names"] = "past_key_values.%d.value",
+                        ["past_key_names"] = GraphNames.PastKeyPattern,
+                        ["past_value_names"] = GraphNames.PastValuePattern,
                     },
                     ["outputs"] = new JsonObject
                     {
                         ["logits"] = DecoderGraph.Logits,
-                        ["present_key_names"] = "present.%d.key",
-                        ["present_value_names"] = "present.%d.value",
+                        ["present_key_names"] = GraphNames.PresentKeyPattern,
+                        ["present_value_names"] = GraphNames.PresentValuePattern,
                     },
                     ["num_attention_heads"] = c.NumHeads,
                     ["num_hidden_layers"] = c.NumLayers,

@@ -12,6 +12,9 @@ internal sealed class Sampler(GenerationOptions options)
 
     private readonly Random _random = options.Seed is int seed ? new Random(seed) : new Random();
     private int[] _order = [];
+    private float[] _keys = [];
+    private double[] _weights = [];
+    private readonly PriorityQueue<int, float> _heap = new();
 
     /// <summary>The next token; <paramref name="logits"/> is scratch (the repetition penalty is applied in place).</summary>
     public int Next(Span<float> logits, IReadOnlyCollection<int> seen)
@@ -25,14 +28,17 @@ internal sealed class Sampler(GenerationOptions options)
         int keep = options.TopK > 0 ? Math.Min(options.TopK, vocab) : vocab;
         float max = logits[Logits.ArgMax(logits)];
         double t = options.Temperature;
+        if (_weights.Length < vocab) _weights = new double[vocab];
+        var w = _weights.AsSpan(0, vocab);
 
-        // The normaliser: the sum over the top-k (selected at once), or over the whole vocabulary.
+        // The normaliser: the sum over the top-k (selected at once), or over the whole vocabulary. Each weight
+        // exp((logit - max) / T) is computed once and kept for the walks below.
         int selected = Select(logits, keep < vocab ? keep : Math.Min(FirstBatch, vocab));
         double sum = 0;
         if (keep < vocab)
-            for (int i = 0; i < keep; i++) sum += Math.Exp((logits[_order[i]] - max) / t);
+            for (int i = 0; i < keep; i++) sum += w[_order[i]] = Math.Exp((logits[_order[i]] - max) / t);
         else
-            for (int id = 0; id < vocab; id++) sum += Math.Exp((logits[id] - max) / t);
+            for (int id = 0; id < vocab; id++) sum += w[id] = Math.Exp((logits[id] - max) / t);
 
         // top-p: the shortest run of most likely tokens whose probability reaches p; the draw is scaled to its mass
         int cut = keep;
@@ -42,8 +48,8 @@ internal sealed class Sampler(GenerationOptions options)
             double cumulative = 0;
             for (int i = 0; i < keep; i++)
             {
-                if (i == selected) selected = Select(logits, Math.Min(keep, selected * 4));
-                cumulative += Math.Exp((logits[_order[i]] - max) / t) / sum;
+                if (i == selected) selected = Grow(logits, selected, keep);
+                cumulative += w[_order[i]] / sum;
                 if (cumulative >= options.TopP || i + 1 == keep) { cut = i + 1; break; }
             }
             mass = cumulative;
@@ -52,41 +58,40 @@ internal sealed class Sampler(GenerationOptions options)
         double draw = _random.NextDouble() * mass;
         for (int i = 0; i < cut; i++)
         {
-            if (i == selected) selected = Select(logits, Math.Min(keep, selected * 4));
-            draw -= Math.Exp((logits[_order[i]] - max) / t) / sum;
+            if (i == selected) selected = Grow(logits, selected, keep);
+            draw -= w[_order[i]] / sum;
             if (draw <= 0) return _order[i];
         }
         if (selected < cut) Select(logits, cut);
         return _order[cut - 1];
     }
 
+    // more candidates when the walk passes the selected ones: eight times as many, then all that are kept
+    private int Grow(ReadOnlySpan<float> logits, int selected, int keep) => Select(logits, Math.Min(keep, selected * 8));
+
     /// <summary>Puts the <paramref name="count"/> largest logits' ids, largest first, in _order[0..count); returns count.</summary>
     private int Select(ReadOnlySpan<float> logits, int count)
     {
-        if (_order.Length < count)
+        if (_order.Length < logits.Length) _order = new int[logits.Length];
+        if (count * 8 >= logits.Length)
         {
-            _order = new int[Math.Max(count, 2 * _order.Length)];
-        }
-        if (count * 4 >= logits.Length)
-        {
-            // most of the vocabulary: a full sort is as cheap
-            var all = new int[logits.Length];
-            for (int i = 0; i < all.Length; i++) all[i] = i;
-            var keys = logits.ToArray();
-            Array.Sort(keys, all, Comparer<float>.Create((a, b) => b.CompareTo(a)));
-            all.AsSpan(0, count).CopyTo(_order);
+            // a large share of the vocabulary: one sort of every id by descending logit (the default comparer on
+            // negated keys, which sorts without a delegate call per comparison)
+            if (_keys.Length < logits.Length) _keys = new float[logits.Length];
+            for (int i = 0; i < logits.Length; i++) (_keys[i], _order[i]) = (-logits[i], i);
+            Array.Sort(_keys, _order, 0, logits.Length);
             return count;
         }
-        // a min-heap of the best `count` so far (ties keep the lower id, as the stable order of a sort would)
-        var heap = new PriorityQueue<int, (float, int)>(count + 1, Comparer<(float Logit, int Id)>.Create(
-            (a, b) => a.Logit != b.Logit ? a.Logit.CompareTo(b.Logit) : b.Id.CompareTo(a.Id)));
+        // a min-heap of the best `count` so far
+        _heap.Clear();
         for (int i = 0; i < logits.Length; i++)
         {
-            if (heap.Count < count) heap.Enqueue(i, (logits[i], i));
-            else if (heap.TryPeek(out _, out var worst) && (logits[i] > worst.Item1))
-                heap.EnqueueDequeue(i, (logits[i], i));
+            if (_heap.Count < count) _heap.Enqueue(i, logits[i]);
+            else if (logits[i] > PeekPriority()) _heap.EnqueueDequeue(i, logits[i]);
         }
-        for (int i = count - 1; i >= 0; i--) _order[i] = heap.Dequeue();
+        for (int i = count - 1; i >= 0; i--) _order[i] = _heap.Dequeue();
         return count;
     }
+
+    private float PeekPriority() => _heap.TryPeek(out _, out float p) ? p : float.NegativeInfinity;
 }
