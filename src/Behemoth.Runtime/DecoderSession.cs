@@ -24,7 +24,8 @@ public sealed class DecoderSession : IDisposable
         Manifest = manifest;
         Profile = profile;
         _session = session;
-        _logitsToKeep = session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep);
+        // an input with a default is an overridable initializer to ONNX Runtime, listed apart from the inputs
+        _logitsToKeep = session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep) || session.OverridableInitializerMetadata.ContainsKey(GraphNames.LogitsToKeep);
         _ones = new long[manifest.Model.ContextLength];
         Array.Fill(_ones, 1L);
     }
@@ -32,6 +33,9 @@ public sealed class DecoderSession : IDisposable
     // Packages since the generation core take logits_to_keep: lm_head then runs on the last position only
     // (older packages compute every row, and the last is copied out).
     private readonly bool _logitsToKeep;
+
+    /// <summary>Whether the graph computes only the rows asked for (<see cref="GraphNames.LogitsToKeep"/>).</summary>
+    internal bool KeepsOnlyLastLogits => _logitsToKeep;
     private readonly long[] _ones;
     private static readonly long[] KeepLast = [1];
 

@@ -37,6 +37,13 @@ public sealed class GeneratorTests
         AssertClose(Expected(generator.Tokens), generator.GetLastLogits(), "after 12 new tokens");
         var first = generator.Tokens.ToArray();
 
+        // a prompt run in pieces through the cache ends with the same logits (pieces of 3 cross chunk boundaries)
+        using (var pieces = new Generator(session, new GenerationOptions { MaxNewTokens = 12 }, stopTokenIds: []) { PrefillChunkTokens = 3 })
+        {
+            pieces.AppendTokens(first);
+            AssertClose(Expected(first), pieces.GetLastLogits(), "prefill in pieces of 3");
+        }
+
         // a later turn: more tokens after the generated ones continue the same sequence
         generator.AppendTokens([3, 4, 5]);
         AssertClose(Expected(generator.Tokens), generator.GetLastLogits(), "after a second turn");
@@ -59,6 +66,7 @@ public sealed class GeneratorTests
         using var temp = new TempDirectory();
         PackageExporter.Export(TestPaths.Golden("qwen3_moe"), temp.File("pkg"), new ExportOptions(), overwrite: false);
         using var session = DecoderSession.Open(temp.File("pkg"));
+        Assert.True(session.KeepsOnlyLastLogits, "the exported graph takes logits_to_keep");
         int vocab = session.Shape.VocabSize;
         using var a = session.NewCache();
         using var b = session.NewCache();

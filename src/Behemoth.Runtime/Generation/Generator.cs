@@ -54,6 +54,19 @@ public sealed class Generator : IDisposable
     /// <summary>The options it samples and stops with.</summary>
     public GenerationOptions Options => _options;
 
+    /// <summary>
+    /// The most tokens one run takes (default 256): a longer prompt runs in pieces of this size through the cache.
+    /// Attention's scores grow with the tokens of a run times the sequence, so this bounds the prefill's working memory
+    /// (a 4,000-token prompt in one run needs gigabytes of scores); the cost is a few more runs.
+    /// </summary>
+    public int PrefillChunkTokens
+    {
+        get => _prefillChunk;
+        set => _prefillChunk = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "must be at least 1");
+    }
+
+    private int _prefillChunk = 256;
+
     /// <summary>The KV cache of the sequence (null before the first token runs).</summary>
     public KvCache? Cache => _cache;
 
@@ -152,9 +165,14 @@ public sealed class Generator : IDisposable
             throw new InvalidOperationException("no tokens yet: append a prompt first");
         }
         _cache ??= _session.NewCache(Math.Min(_session.Shape.ContextLength, _tokens.Count + _options.MaxNewTokens));
-        var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens)[_run..];
-        _session.ForwardLast(pending, _cache, _logits, cancellationToken);
-        _run = _tokens.Count;
+        var all = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
+        while (_run < all.Length)
+        {
+            // only the last piece's last logits are kept; the earlier pieces fill the cache
+            int take = Math.Min(_prefillChunk, all.Length - _run);
+            _session.ForwardLast(all.Slice(_run, take), _cache, _logits, cancellationToken);
+            _run += take;
+        }
         _hasLogits = true;
     }
 
