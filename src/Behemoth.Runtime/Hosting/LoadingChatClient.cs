@@ -58,7 +58,17 @@ internal sealed class LoadingChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(serviceType);
         if (serviceKey is null && serviceType.IsInstanceOfType(this)) return this;
-        if (_loader.IsLoaded) return _client().GetService(serviceType, serviceKey);
+        if (_loader.IsLoaded)
+        {
+            try
+            {
+                return _client().GetService(serviceType, serviceKey);
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;        // the container is gone, and the client with it
+            }
+        }
         return serviceKey is null && serviceType == typeof(ChatClientMetadata) ? _metadata : null;
     }
 
