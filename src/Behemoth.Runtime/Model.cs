@@ -77,7 +77,9 @@ public sealed class Model : IDisposable
         try
         {
             progress?.Report(ModelLoadStage.LoadingTokenizer);
-            var loaded = ModelTokenizer.Open(packageDirectory);
+            var loaded = options.Tokenizer is { } own
+                ? new LoadedTokenizer(own, "custom", "", family: null, new Dictionary<string, int>(), bos: null, eos: null)
+                : ModelTokenizer.Open(packageDirectory);
             var tokenizer = new Tokenizer(loaded, manifest.Model.BosTokenId, manifest.Model.EosTokenIds);
             var template = Text.ChatTemplate.ForDirectory(packageDirectory, loaded, options.ChatTemplate);
             var model = new Model(session, tokenizer, template);

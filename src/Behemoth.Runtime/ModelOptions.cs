@@ -28,6 +28,12 @@ public sealed record ModelOptions
     /// <summary>A chat template by name (see <see cref="Text.ChatTemplate.Names"/>) instead of the package's own.</summary>
     public string? ChatTemplate { get; init; }
 
+    /// <summary>
+    /// A tokenizer to use instead of the package's own files (for a package that ships none, such as a test
+    /// checkpoint's); it has no special tokens, so the chat template is the model type's plain form. Null: the package's.
+    /// </summary>
+    public Microsoft.ML.Tokenizers.Tokenizer? Tokenizer { get; init; }
+
     internal void Validate()
     {
         ArgumentException.ThrowIfNullOrEmpty(Profile);

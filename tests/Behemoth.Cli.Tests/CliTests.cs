@@ -147,6 +147,71 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void Help_on_a_command_prints_its_options_on_stdout()
+    {
+        var r = Run("export", "--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("--quant", r.Stdout);
+        Assert.Equal("", r.Stderr);
+    }
+
+    /// <summary>A parse error: exit 1 (bad input), one line on stderr, nothing on stdout (no help text).</summary>
+    private static string AssertParseError(Result r)
+    {
+        Assert.True(r.ExitCode == 1, $"exit {r.ExitCode}: {r.Stdout}{r.Stderr}");
+        Assert.Equal("", r.Stdout);
+        string line = Assert.Single(r.Stderr.TrimEnd().Split('\n'));
+        Assert.StartsWith("error: ", line);
+        return line;
+    }
+
+    [Fact]
+    public void An_unknown_command_is_one_line_suggesting_the_closest()
+    {
+        string line = AssertParseError(Run("exprot"));
+        Assert.Contains("unknown command 'exprot'", line);
+        Assert.Contains("did you mean 'export'?", line);
+
+        line = AssertParseError(Run("frobnicate"));       // nothing close: no suggestion
+        Assert.Contains("unknown command 'frobnicate'", line);
+        Assert.DoesNotContain("did you mean", line);
+    }
+
+    [Fact]
+    public void An_unknown_option_is_one_line_suggesting_the_closest()
+    {
+        using var dir = new TempDirectory();
+        string line = AssertParseError(Run("export", TestPaths.Golden("mixtral"), "--out", dir.File("pkg"), "--quantt", "int4"));
+        Assert.Contains("unknown option '--quantt'", line);
+        Assert.Contains("did you mean '--quant'?", line);
+        Assert.False(Directory.Exists(dir.File("pkg")));
+
+        // before the positional argument, where the parser would take it for the model path
+        line = AssertParseError(Run("export", "--quantt", "int4", TestPaths.Golden("mixtral"), "--out", dir.File("pkg")));
+        Assert.Contains("did you mean '--quant'?", line);
+    }
+
+    [Fact]
+    public void A_bad_value_is_one_line_naming_the_option_and_the_choices()
+    {
+        using var dir = new TempDirectory();
+        string line = AssertParseError(Run("export", TestPaths.Golden("mixtral"), "--out", dir.File("pkg"), "--quant", "int3"));
+        Assert.Contains("--quant 'int3' is not one of fp32, fp16, int8, int4", line);
+        Assert.False(Directory.Exists(dir.File("pkg")));
+
+        line = AssertParseError(Run("run", dir.File("pkg"), "--prompt", "hi", "--max-tokens", "many"));
+        Assert.Contains("--max-tokens 'many' is not a whole number", line);
+    }
+
+    [Fact]
+    public void A_missing_argument_or_option_is_one_line()
+    {
+        Assert.Contains("missing argument <model>", AssertParseError(Run("export")));
+        Assert.Contains("missing option --out", AssertParseError(Run("export", TestPaths.Golden("mixtral"))));
+        Assert.Contains("no command given", AssertParseError(Run()));
+    }
+
+    [Fact]
     public void Export_then_onnx_logits_reproduce_the_golden_logits_and_a_tampered_package_is_refused()
     {
         using var dir = new TempDirectory();

@@ -150,11 +150,10 @@ public sealed class SessionLifetimeTests(ChatPackageFixture package) : IClassFix
     public async Task Disposing_the_container_while_a_chat_streams_ends_the_stream_with_ObjectDisposedException()
     {
         var services = new ServiceCollection();
-        services.AddSingleton<Tokenizer>(new CharTokenizer());
-        services.AddBehemothChatClient(package.PackageDirectory, "full", ExecutionProvider.Cpu);
+        services.AddBehemothChatClient(package.PackageDirectory, new ModelOptions { Provider = ExecutionProvider.Cpu, Tokenizer = new CharTokenizer() });
         var provider = services.BuildServiceProvider();
         var client = provider.GetRequiredService<IChatClient>();
-        var session = provider.GetRequiredService<DecoderSession>();
+        var session = (await provider.GetBehemothModelAsync()).Session;
         var third = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int runs = 0, updates = 0;
         session.RunStarting = () =>
