@@ -6,8 +6,18 @@ namespace Behemoth.Package;
 /// <summary>Opens a package directory: parses manifest.json and checks the files a profile uses against it.</summary>
 public static class PackageReader
 {
+    /// <summary>
+    /// The serializer options manifest.json is read and written with (indented; property names come from the records'
+    /// <c>JsonPropertyName</c> attributes), for tools that write packages. Do not change them: the same instance reads.
+    /// </summary>
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
+    /// <summary>
+    /// Parses and validates <paramref name="directory"/>'s manifest.json: its format name and version, that every file a
+    /// profile uses is listed, and that no listed file leaves the directory. It reads no other file (see
+    /// <see cref="VerifyProfile"/> for the checksums).
+    /// </summary>
+    /// <exception cref="PackageFormatException">The directory or its manifest is missing, or the manifest is not valid.</exception>
     public static PackageManifest ReadManifest(string directory)
     {
         string path = System.IO.Path.Combine(directory, PackageManifest.FileName);
@@ -93,6 +103,12 @@ public static class PackageReader
         }
     }
 
+    /// <summary>
+    /// Checks that <paramref name="file"/> (relative to <paramref name="directory"/>) has the size and whole-file SHA-256
+    /// that <paramref name="expected"/> records. Reads the whole file.
+    /// </summary>
+    /// <exception cref="PackageFormatException">The file is missing, has another size, or its SHA-256 differs.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while hashing.</exception>
     public static void VerifyFile(string directory, string file, FileEntry expected, CancellationToken cancellationToken = default)
     {
         string path = CheckSize(directory, file, expected);

@@ -13,8 +13,11 @@ namespace Behemoth.Package;
 /// </remarks>
 public static class TokenizerKinds
 {
+    /// <summary>A SentencePiece model protobuf (<c>tokenizer.model</c>): Mixtral, Llama 2 style models.</summary>
     public const string SentencePiece = "sentencepiece";
+    /// <summary>A tiktoken rank file (<c>*.tiktoken</c>, or Llama 3 / 4's <c>tokenizer.model</c>) with its tokenizer_config.json.</summary>
     public const string Tiktoken = "tiktoken";
+    /// <summary>A Hugging Face <c>tokenizer.json</c> (byte-level BPE): Qwen, OLMoE and most other models.</summary>
     public const string HuggingFaceJson = "huggingface-json";
 
     /// <summary>True when the file starts like a tiktoken rank file: a base64 token, one space, a decimal rank.</summary>

@@ -71,7 +71,11 @@ public sealed class DecoderSession : IDisposable
     internal Action? RunStarting { get; set; }
 
     /// <summary>Opens <paramref name="profile"/> of the package in <paramref name="packageDirectory"/>.</summary>
+    /// <param name="packageDirectory">The package directory (the one holding manifest.json).</param>
+    /// <param name="profile">The device profile to load, one of the manifest's profiles.</param>
     /// <param name="options">Session options (execution providers, threads); CPU defaults when null.</param>
+    /// <param name="cancellationToken">Cancels the checksum verification of the profile's files.</param>
+    /// <exception cref="PackageFormatException">The package or profile is missing, or a file it uses is truncated or altered.</exception>
     public static DecoderSession Open(string packageDirectory, string profile = "full", SessionOptions? options = null, CancellationToken cancellationToken = default)
     {
         var manifest = PackageReader.ReadManifest(packageDirectory);

@@ -7,8 +7,11 @@ public enum ExecutionProvider
 {
     /// <summary>CUDA when its libraries load, then DirectML on Windows, else CPU.</summary>
     Auto,
+    /// <summary>ONNX Runtime's CPU kernels; in every native package, so always available.</summary>
     Cpu,
+    /// <summary>NVIDIA GPUs through CUDA (the Microsoft.ML.OnnxRuntime.Gpu package, with CUDA and cuDNN installed); fails when they do not load.</summary>
     Cuda,
+    /// <summary>Any DirectX 12 GPU on Windows (the Microsoft.ML.OnnxRuntime.DirectML package); fails elsewhere.</summary>
     DirectML,
 }
 

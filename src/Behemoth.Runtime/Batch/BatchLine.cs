@@ -29,6 +29,7 @@ public sealed record BatchLine
     /// <summary>The text sharding hashes: a string id's characters, a number id's digits as written, else "line:N".</summary>
     public required string ShardText { get; init; }
 
+    /// <summary>The line's <c>prompt</c> text, as given (no template applied); null for an error line.</summary>
     public string? Prompt { get; init; }
 
     /// <summary>The job's defaults with this line's own options applied; null for an error line.</summary>

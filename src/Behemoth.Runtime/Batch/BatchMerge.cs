@@ -12,6 +12,8 @@ namespace Behemoth.Runtime.Batch;
 public static class BatchMerge
 {
     /// <summary>Merges <paramref name="shardFiles"/> into <paramref name="outputPath"/> (through a temporary file renamed into place).</summary>
+    /// <param name="shardFiles">The results files of the shards (each written by <see cref="BatchJob"/>); every one must be complete.</param>
+    /// <param name="outputPath">The merged results file to write; replaced if it exists.</param>
     /// <param name="inputLines">The job's input (from <see cref="BatchInput.Read"/>), or null to sort instead.</param>
     /// <returns>The number of records written.</returns>
     /// <exception cref="BatchJobException">A shard file is incomplete, a record is in two places, or (with the input) a line has no record or a record no line.</exception>

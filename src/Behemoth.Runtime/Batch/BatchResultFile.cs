@@ -76,6 +76,7 @@ public sealed class BatchResultFile : IDisposable
         DroppedBytes = droppedBytes;
     }
 
+    /// <summary>The results file's path, as given to <see cref="Open"/>.</summary>
     public string Path { get; }
 
     /// <summary>Bytes of a torn last line removed on opening (0 when the file ended cleanly).</summary>
@@ -176,6 +177,7 @@ public sealed class BatchResultFile : IDisposable
         ? "input line " + key[5..]
         : "id " + (key.StartsWith("s:", StringComparison.Ordinal) ? JsonSerializer.Serialize(key[2..]) : key[2..]);
 
+    /// <summary>Closes the file and releases its lock, so another process may append to it.</summary>
     public void Dispose()
     {
         lock (_gate)

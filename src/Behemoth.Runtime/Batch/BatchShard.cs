@@ -12,6 +12,8 @@ namespace Behemoth.Runtime.Batch;
 /// </summary>
 public readonly record struct BatchShard
 {
+    /// <summary>Shard <paramref name="index"/> (0-based) of <paramref name="count"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1, or <paramref name="index"/> is outside [0, count).</exception>
     public BatchShard(int index, int count)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "there must be at least one shard");
@@ -22,6 +24,7 @@ public readonly record struct BatchShard
     /// <summary>0-based, as Kubernetes' JOB_COMPLETION_INDEX and a Slurm array starting at 0 give it.</summary>
     public int Index { get; }
 
+    /// <summary>How many shards the input is split into (1: no split).</summary>
     public int Count { get; }
 
     /// <summary>Every line, in one shard.</summary>
@@ -40,6 +43,7 @@ public readonly record struct BatchShard
         throw new BatchJobException($"shard '{text}' is not valid: write i/N with 0 ≤ i < N, e.g. 0/4 (the index counts from 0)");
     }
 
+    /// <summary>Whether <paramref name="line"/> falls in this shard (by the hash of its <see cref="BatchLine.ShardText"/>).</summary>
     public bool Contains(BatchLine line) => Count == 1 || (int)(Fnv1a64(line.ShardText) % (ulong)Count) == Index;
 
     /// <summary>64-bit FNV-1a over the UTF-8 bytes of <paramref name="text"/>.</summary>
@@ -54,5 +58,6 @@ public readonly record struct BatchShard
         return hash;
     }
 
+    /// <summary>"i/N", the form <see cref="Parse"/> reads.</summary>
     public override string ToString() => $"{Index}/{Count}";
 }

@@ -73,7 +73,9 @@ public sealed class BehemothChatClient : IChatClient
         _expertsTracking = _metrics.TrackExperts(session);
     }
 
+    /// <summary>The loaded profile the client generates with (the caller's to dispose, after the client).</summary>
     public DecoderSession Session { get; }
+    /// <summary>The tokenizer prompts are encoded and replies decoded with.</summary>
     public Tokenizer Tokenizer { get; }
 
     /// <summary>"package/profile" unless the options named another.</summary>

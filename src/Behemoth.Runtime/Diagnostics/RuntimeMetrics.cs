@@ -20,14 +20,22 @@ namespace Behemoth.Runtime.Diagnostics;
 /// </remarks>
 public sealed class RuntimeMetrics
 {
+    /// <summary>The meter's name, what a metrics listener or OpenTelemetry's <c>AddMeter</c> subscribes to.</summary>
     public const string MeterName = "Behemoth.Runtime";
+    /// <summary>The histogram of time to first token, in milliseconds.</summary>
     public const string TimeToFirstTokenName = "behemoth.generation.time_to_first_token";
+    /// <summary>The histogram of decode speed after the first token, in tokens per second.</summary>
     public const string TokensPerSecondName = "behemoth.generation.tokens_per_second";
+    /// <summary>The counter of tokens processed, tagged <see cref="TokenTypeTag"/>.</summary>
     public const string TokensName = "behemoth.generation.tokens";
+    /// <summary>The observable gauge of routed experts per loaded profile.</summary>
     public const string ExpertsLoadedName = "behemoth.experts.loaded";
 
+    /// <summary>The tag naming the device profile a measurement comes from.</summary>
     public const string ProfileTag = "behemoth.profile";
+    /// <summary>The tag naming the execution provider, lower case (cpu, cuda, directml).</summary>
     public const string ProviderTag = "behemoth.provider";
+    /// <summary>The tag of <see cref="TokensName"/>: <c>prompt</c> or <c>generated</c>.</summary>
     public const string TokenTypeTag = "behemoth.token.type";
 
     private static readonly Lazy<RuntimeMetrics> s_shared = new(() => new RuntimeMetrics(new Meter(MeterName)));
@@ -88,7 +96,7 @@ public sealed class RuntimeMetrics
     }
 
     /// <summary>The routed experts <paramref name="profile"/> keeps, over all its MoE layers (shared experts are not counted).</summary>
-    public static int CountRoutedExperts(PackageManifest manifest, string profile)
+    internal static int CountRoutedExperts(PackageManifest manifest, string profile)
     {
         ArgumentNullException.ThrowIfNull(manifest);
         if (!manifest.Profiles.TryGetValue(profile, out var info))
@@ -97,7 +105,7 @@ public sealed class RuntimeMetrics
     }
 
     /// <summary>The provider as it appears in tags and logs: cpu, cuda, directml.</summary>
-    public static string ProviderName(ExecutionProvider provider) => provider.ToString().ToLowerInvariant();
+    internal static string ProviderName(ExecutionProvider provider) => provider.ToString().ToLowerInvariant();
 
     private static KeyValuePair<string, object?>[] Tags(string profile, ExecutionProvider provider) =>
         [new(ProfileTag, profile), new(ProviderTag, ProviderName(provider))];

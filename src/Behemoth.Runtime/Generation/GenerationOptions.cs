@@ -13,6 +13,7 @@ public enum PromptOverflow
 /// <summary>How to pick tokens and when to stop. Temperature 0 is greedy decoding.</summary>
 public sealed record GenerationOptions
 {
+    /// <summary>The most new tokens to generate (default 128; 0 runs the prompt only).</summary>
     public int MaxNewTokens { get; init; } = 128;
 
     /// <summary>0: greedy (argmax). Otherwise logits are divided by it before sampling.</summary>
@@ -36,8 +37,12 @@ public sealed record GenerationOptions
     /// <summary>Generation ends at these tokens, besides the package's end-of-sequence tokens.</summary>
     public IReadOnlyList<int> StopTokens { get; init; } = [];
 
+    /// <summary>What to do when the prompt leaves no room for <see cref="MaxNewTokens"/> in the context (default: refuse).</summary>
     public PromptOverflow Overflow { get; init; } = PromptOverflow.Refuse;
 
+    /// <summary>Checks the options are in range; the generators call it before they start, an app may call it early to report bad input.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range (the message names it): negative <see cref="MaxNewTokens"/> or
+    /// <see cref="TopK"/>, a negative or infinite <see cref="Temperature"/>, <see cref="TopP"/> outside (0, 1], a <see cref="RepetitionPenalty"/> not &gt; 0.</exception>
     public void Validate()
     {
         if (MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "must not be negative");

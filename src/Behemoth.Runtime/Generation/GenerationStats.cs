@@ -39,6 +39,7 @@ public sealed class GenerationStats
     /// <summary>From the first to the last new token: the decode phase, <see cref="GeneratedTokens"/> − 1 steps.</summary>
     public TimeSpan DecodeTime { get; internal set; }
 
+    /// <summary>Why the generation ended; <see cref="GenerationStopReason.None"/> until it has.</summary>
     public GenerationStopReason StopReason { get; internal set; }
 
     /// <summary>Decode speed in tokens per second (the steps after the first token); null with fewer than two tokens.</summary>

@@ -23,6 +23,7 @@ public sealed class Generator : IDisposable
     private bool _disposed;
 
     /// <summary>A generator over <paramref name="session"/>; the session stays the caller's and must outlive it.</summary>
+    /// <param name="session">The loaded profile to run; not disposed by the generator.</param>
     /// <param name="options">Sampling and stopping (validated here); defaults when null.</param>
     /// <param name="stopTokenIds">Ids that end generation besides <see cref="GenerationOptions.StopTokens"/>; null: the
     /// package's end-of-sequence ids.</param>

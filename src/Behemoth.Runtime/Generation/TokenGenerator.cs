@@ -8,6 +8,13 @@ namespace Behemoth.Runtime.Generation;
 /// </summary>
 public static class TokenGenerator
 {
+    /// <summary>
+    /// Generates token ids after <paramref name="prompt"/> (ids as the session takes them, the beginning-of-sequence
+    /// token included if the model wants one), yielding each new id as it is sampled; the stop token is not yielded.
+    /// Default <paramref name="options"/>: greedy, 128 new tokens.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="options"/> are out of range (see <see cref="GenerationOptions.Validate"/>).</exception>
+    /// <exception cref="ArgumentException">The prompt does not fit the context and <see cref="GenerationOptions.Overflow"/> is <see cref="PromptOverflow.Refuse"/>.</exception>
     public static IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options = null,
         CancellationToken cancellationToken = default)
         => GenerateAsync(session, prompt, options, stats: null, cancellationToken);

@@ -44,8 +44,10 @@ public sealed class LoadedTokenizer
     /// <summary>The end-of-sequence token's text, when the tokenizer has one.</summary>
     public string? EosToken { get; }
 
+    /// <summary>The id of <see cref="BosToken"/>; null when the tokenizer has none.</summary>
     public int? BosTokenId => BosToken is null ? null : SpecialTokens[BosToken];
 
+    /// <summary>The id of <see cref="EosToken"/>; null when the tokenizer has none.</summary>
     public int? EosTokenId => EosToken is null ? null : SpecialTokens[EosToken];
 
     /// <summary>The id of a special token, or null when this tokenizer does not have it.</summary>

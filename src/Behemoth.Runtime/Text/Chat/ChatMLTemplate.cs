@@ -14,21 +14,26 @@ namespace Behemoth.Runtime.Text;
 /// </remarks>
 public sealed class ChatMLTemplate : ChatTemplate
 {
+    /// <summary>Qwen 1.5 / 2 (<c>chatml</c>): adds "You are a helpful assistant." when the conversation has no system message.</summary>
     public static ChatMLTemplate Qwen2 { get; } = new("chatml", "You are a helpful assistant.");
 
+    /// <summary>Qwen 3 (<c>chatml-qwen3</c>): no default system message.</summary>
     public static ChatMLTemplate Qwen3 { get; } = new("chatml-qwen3", null);
 
     private readonly string? _defaultSystem;
 
     private ChatMLTemplate(string name, string? defaultSystem) => (Name, _defaultSystem) = (name, defaultSystem);
 
+    /// <inheritdoc/>
     public override string Name { get; }
 
     /// <summary>The system message used when the conversation has none; null for none.</summary>
     public string? DefaultSystemMessage => _defaultSystem;
 
+    /// <inheritdoc/>
     public override IReadOnlyList<string> StopTokens { get; } = ["<|im_end|>", "<|endoftext|>"];
 
+    /// <inheritdoc/>
     protected override string RenderCore(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, bool includeBos)
     {
         var text = new StringBuilder();

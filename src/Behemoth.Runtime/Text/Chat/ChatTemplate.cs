@@ -55,6 +55,13 @@ public abstract class ChatTemplate
         return RenderCore(messages, addGenerationPrompt, includeBos);
     }
 
+    /// <summary>
+    /// Renders <paramref name="messages"/> (already checked: none null, none without content) in the template's format;
+    /// what <see cref="Render"/> returns. A subclass throws <see cref="RoleError"/> for a role order its model rejects.
+    /// </summary>
+    /// <param name="messages">The conversation, oldest first.</param>
+    /// <param name="addGenerationPrompt">End with the opening of an assistant turn, where the reply begins.</param>
+    /// <param name="includeBos">Start with the beginning-of-sequence token as text, for templates that write one.</param>
     protected abstract string RenderCore(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, bool includeBos);
 
     /// <summary>The template called <paramref name="name"/> (an explicit override of the automatic choice).</summary>

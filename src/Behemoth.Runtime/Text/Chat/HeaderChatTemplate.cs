@@ -17,9 +17,11 @@ namespace Behemoth.Runtime.Text;
 /// </remarks>
 public sealed class HeaderChatTemplate : ChatTemplate
 {
+    /// <summary>Llama 3 (<c>llama3</c>): <c>&lt;|start_header_id|&gt;</c> headers, <c>&lt;|eot_id|&gt;</c> ends a turn, contents trimmed.</summary>
     public static HeaderChatTemplate Llama3 { get; } = new("llama3", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", trim: true,
         ["<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"]);
 
+    /// <summary>Llama 4 (<c>llama4</c>): <c>&lt;|header_start|&gt;</c> headers, <c>&lt;|eot|&gt;</c> ends a turn, contents as given.</summary>
     public static HeaderChatTemplate Llama4 { get; } = new("llama4", "<|begin_of_text|>", "<|header_start|>", "<|header_end|>", "<|eot|>", trim: false,
         ["<|eot|>", "<|eom|>", "<|end_of_text|>"]);
 
@@ -33,10 +35,13 @@ public sealed class HeaderChatTemplate : ChatTemplate
         StopTokens = stops;
     }
 
+    /// <inheritdoc/>
     public override string Name { get; }
 
+    /// <inheritdoc/>
     public override IReadOnlyList<string> StopTokens { get; }
 
+    /// <inheritdoc/>
     protected override string RenderCore(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, bool includeBos)
     {
         var text = new StringBuilder();

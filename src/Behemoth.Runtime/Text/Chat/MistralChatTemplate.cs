@@ -21,10 +21,13 @@ namespace Behemoth.Runtime.Text;
 /// </remarks>
 public sealed class MistralChatTemplate : ChatTemplate
 {
+    /// <summary>v1 (<c>mistral-v1</c>): Mistral 7B v0.1 and Mixtral 8x7B, the default for <c>mixtral</c> and <c>mistral</c> model types.</summary>
     public static MistralChatTemplate V1 { get; } = new("mistral-v1", 1);
 
+    /// <summary>v3 (<c>mistral-v3</c>): Mistral 7B v0.3 and Mixtral 8x22B.</summary>
     public static MistralChatTemplate V3 { get; } = new("mistral-v3", 3);
 
+    /// <summary>v7 (<c>mistral-v7</c>): system messages kept in place as <c>[SYSTEM_PROMPT]</c> blocks.</summary>
     public static MistralChatTemplate V7 { get; } = new("mistral-v7", 7);
 
     private const string Bos = "<s>", Eos = "</s>";
@@ -32,10 +35,13 @@ public sealed class MistralChatTemplate : ChatTemplate
 
     private MistralChatTemplate(string name, int version) => (Name, _version) = (name, version);
 
+    /// <inheritdoc/>
     public override string Name { get; }
 
+    /// <inheritdoc/>
     public override IReadOnlyList<string> StopTokens { get; } = [Eos];
 
+    /// <inheritdoc/>
     protected override string RenderCore(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, bool includeBos)
     {
         // v1/v3 pull every system message out and place the joined text inside a user message.

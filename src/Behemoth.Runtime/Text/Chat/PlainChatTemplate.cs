@@ -13,16 +13,21 @@ namespace Behemoth.Runtime.Text;
 /// </remarks>
 public sealed class PlainChatTemplate : ChatTemplate
 {
+    /// <summary>The one instance (<c>plain</c>), also the fallback for model types without a known chat format.</summary>
     public static PlainChatTemplate Instance { get; } = new();
 
     private PlainChatTemplate() { }
 
+    /// <inheritdoc/>
     public override string Name => "plain";
 
+    /// <inheritdoc/>
     public override IReadOnlyList<string> StopTokens => [];
 
+    /// <summary>A new line that starts a user turn ("\nUser:"): the model, with no end-of-turn token, goes on to write the user's part.</summary>
     public override IReadOnlyList<string> StopStrings { get; } = ["\nUser:"];
 
+    /// <inheritdoc/>
     protected override string RenderCore(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, bool includeBos)
     {
         var text = new StringBuilder();

@@ -17,19 +17,23 @@ namespace Behemoth.Runtime.Text;
 /// </remarks>
 public sealed class TuluChatTemplate : ChatTemplate
 {
+    /// <summary>The one instance (<c>olmoe</c>), the template of the <c>olmoe</c> model type.</summary>
     public static TuluChatTemplate Instance { get; } = new();
 
     private const string EndOfText = "<|endoftext|>";
 
     private TuluChatTemplate() { }
 
+    /// <inheritdoc/>
     public override string Name => "olmoe";
 
+    /// <inheritdoc/>
     public override IReadOnlyList<string> StopTokens { get; } = [EndOfText];
 
     /// <summary>The model sometimes starts a new user turn instead of ending with EOS; that ends the reply too.</summary>
     public override IReadOnlyList<string> StopStrings { get; } = ["\n<|user|>"];
 
+    /// <inheritdoc/>
     protected override string RenderCore(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt, bool includeBos)
     {
         var text = new StringBuilder();
