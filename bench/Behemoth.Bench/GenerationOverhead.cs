@@ -39,15 +39,20 @@ internal static class GenerationOverhead
                 var perToken = new List<double>();
                 for (int r = 0; r <= parse.GetValue(runs); r++)
                 {
+                    // the decode phase: from the first text piece (the prefill and setup are behind) to the last
                     var stats = new GenerationStats();
-                    var inRun = session.RunTime;
-                    var clock = Stopwatch.StartNew();
-                    await foreach (var _ in TextGenerator.GenerateAsync(session, tokenizer, prompt, options, stats)) { }
-                    double total = clock.Elapsed.TotalSeconds, run = (session.RunTime - inRun).TotalSeconds;
-                    if (r == 0) continue;       // warm-up
+                    TimeSpan inRun = default;
+                    long started = 0;
+                    int firstTokens = 0;
+                    await foreach (var _ in TextGenerator.GenerateAsync(session, tokenizer, prompt, options, stats))
+                        if (started == 0) (started, inRun, firstTokens) = (Stopwatch.GetTimestamp(), session.RunTime, stats.GeneratedTokens);
+                    double total = Stopwatch.GetElapsedTime(started).TotalSeconds, run = (session.RunTime - inRun).TotalSeconds;
+                    int steps = stats.GeneratedTokens - firstTokens;
+                    if (r == 0 || steps < 8) continue;       // warm-up, or too short to measure
                     shares.Add((total - run) / total);
-                    perToken.Add((total - run) / Math.Max(1, stats.GeneratedTokens) * 1e3);
+                    perToken.Add((total - run) / steps * 1e3);
                 }
+                report[$"{mode}_runs_measured"] = shares.Count;
                 report[$"{mode}_outside_onnxruntime_fraction"] = Median(shares);
                 report[$"{mode}_outside_onnxruntime_ms_per_token"] = Median(perToken);
             }
@@ -59,6 +64,7 @@ internal static class GenerationOverhead
 
     private static double Median(List<double> values)
     {
+        if (values.Count == 0) return double.NaN;
         var s = values.Order().ToArray();
         return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }

@@ -26,6 +26,8 @@ public sealed class DecoderSession : IDisposable
         _session = session;
         // an input with a default is an overridable initializer to ONNX Runtime, listed apart from the inputs
         _logitsToKeep = session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep) || session.OverridableInitializerMetadata.ContainsKey(GraphNames.LogitsToKeep);
+        _bindingOrder = [GraphNames.Logits, .. Enumerable.Range(0, manifest.Model.NumLayers).SelectMany(l => new[] { GraphNames.PresentKey(l), GraphNames.PresentValue(l) })];
+        _bindingIndex = _bindingOrder.Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i, StringComparer.Ordinal);
         _ones = new long[manifest.Model.ContextLength];
         Array.Fill(_ones, 1L);
     }
@@ -37,6 +39,9 @@ public sealed class DecoderSession : IDisposable
     /// <summary>Whether the graph computes only the rows asked for (<see cref="GraphNames.LogitsToKeep"/>).</summary>
     internal bool KeepsOnlyLastLogits => _logitsToKeep;
     private readonly long[] _ones;
+    private readonly string[] _bindingOrder;
+    private readonly Dictionary<string, int> _bindingIndex;
+    private volatile bool _outputsInBindingOrder;
     private static readonly long[] KeepLast = [1];
 
     /// <summary>The package folder the session was opened from.</summary>
@@ -232,10 +237,13 @@ public sealed class DecoderSession : IDisposable
         ThrowIfDisposing(cache);
         cancellationToken.ThrowIfCancellationRequested();
 
-        string[] names = binding.GetOutputNames();
+        // Outputs come back in the order they were bound (logits, then each layer's key and value). Reading their names
+        // costs a string per output per step, so they are read and checked against that order on the first run only.
+        string[]? names = _outputsInBindingOrder ? null : binding.GetOutputNames();
+        if (names is not null && names.SequenceEqual(_bindingOrder)) (_outputsInBindingOrder, names) = (true, null);
         var outputs = binding.GetOutputValues();
         var taken = new bool[outputs.Count];
-        int Index(string name) => Array.IndexOf(names, name);
+        int Index(string name) => names is null ? _bindingIndex[name] : Array.IndexOf(names, name);
         int logitsIndex = Index(GraphNames.Logits);
         taken[logitsIndex] = true;      // returned to the caller
         try

@@ -14,6 +14,7 @@ public sealed class TokenizerStream
     private readonly List<int> _ids = [];
     private int _prefix;      // first id of the decoding window
     private int _read;        // ids whose text has been returned
+    private string? _before;  // the text of [_prefix, _read), when known
 
     internal TokenizerStream(Tokenizer tokenizer, int? previousToken) : this(tokenizer.Inner, previousToken) { }
 
@@ -31,13 +32,19 @@ public sealed class TokenizerStream
     public string Decode(int id)
     {
         _ids.Add(id);
-        string before = DecodeRange(_prefix, _read);
+        string before = _before ??= DecodeRange(_prefix, _read);
         string after = DecodeRange(_prefix, _ids.Count);
         if (after.Length <= before.Length || after.EndsWith('\uFFFD') || !after.StartsWith(before, StringComparison.Ordinal))
             return "";
         string text = after[before.Length..];
         _read = _ids.Count;
-        _prefix = Math.Max(_prefix, _read - Context);
+        // the window moves forward in jumps, so most steps decode once: the text just decoded is the next "before"
+        if (_read - _prefix > 3 * Context)
+        {
+            _prefix = _read - Context;
+            _before = null;
+        }
+        else _before = after;
         return text;
     }
 
@@ -45,8 +52,9 @@ public sealed class TokenizerStream
     public string Flush()
     {
         if (_read == _ids.Count) return "";
-        string before = DecodeRange(_prefix, _read), after = DecodeRange(_prefix, _ids.Count);
+        string before = _before ?? DecodeRange(_prefix, _read), after = DecodeRange(_prefix, _ids.Count);
         _read = _ids.Count;
+        _before = null;
         return after.Length > before.Length && after.StartsWith(before, StringComparison.Ordinal) ? after[before.Length..].TrimEnd('\uFFFD') : "";
     }
 
