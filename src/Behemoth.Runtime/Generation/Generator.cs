@@ -104,8 +104,14 @@ public sealed class Generator : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (IsDone) throw new InvalidOperationException($"generation is done ({StopReason}); append tokens to go on");
         RunPending(cancellationToken);
-        _logits.CopyTo(_scratch, 0);
-        int next = _sampler.Next(_scratch, _seen);
+        int next;
+        if (_options.Temperature == 0f && _options.RepetitionPenalty == 1f)
+            next = Logits.ArgMax(_logits);              // greedy reads the logits as they are: no copy
+        else
+        {
+            _logits.CopyTo(_scratch, 0);                // the sampler works in place; GetLastLogits stays the model's
+            next = _sampler.Next(_scratch, _seen);
+        }
         if (_stop.Contains(next))
         {
             StopReason = GenerationStopReason.EndOfSequence;
