@@ -34,6 +34,9 @@ public static class ExecutionProviders
         var options = LoadingNative(() => new SessionOptions());
         try
         {
+            // Errors only: ONNX Runtime warns, on every load, that logits_to_keep is an initializer listed among the
+            // inputs (by design: that is what makes the input optional for runtimes that do not feed it).
+            options.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
             chosen = provider switch
             {
                 ExecutionProvider.Cpu => ExecutionProvider.Cpu,
