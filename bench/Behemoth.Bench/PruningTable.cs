@@ -10,7 +10,7 @@ using Behemoth.Package;
 using Behemoth.Reference;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Bench;

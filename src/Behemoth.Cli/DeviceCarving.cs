@@ -2,7 +2,7 @@ using Behemoth.Exporter.Export;
 using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Cli;
 

@@ -2,7 +2,7 @@ using System.CommandLine;
 using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Cli.Commands;
 
