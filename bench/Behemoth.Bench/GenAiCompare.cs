@@ -36,7 +36,9 @@ internal static class GenAiCompare
             int prompt = parse.GetValue(promptTokens), decode = parse.GetValue(decodeTokens), t = parse.GetValue(threads), n = parse.GetValue(runs);
             var manifest = PackageReader.ReadManifest(dir);
             var random = new Random(1234);
-            int[] ids = [manifest.Model.BosTokenId ?? 1, .. Enumerable.Range(1, prompt - 1).Select(_ => random.Next(4, manifest.Model.VocabSize))];
+            int bos = manifest.Model.BosTokenId ?? throw new InvalidOperationException(
+                $"{Path.Combine(dir, PackageManifest.FileName)}: model.bos_token_id is not set; the benchmark prompt starts with the model's beginning-of-sequence id");
+            int[] ids = [bos, .. Enumerable.Range(1, prompt - 1).Select(_ => random.Next(4, manifest.Model.VocabSize))];
 
             using var options = new SessionOptions { IntraOpNumThreads = t, InterOpNumThreads = 1 };
             using var session = DecoderSession.Open(dir, name, options);

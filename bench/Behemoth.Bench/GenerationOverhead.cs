@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Bench;
 

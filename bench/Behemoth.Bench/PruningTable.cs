@@ -10,7 +10,7 @@ using Behemoth.Package;
 using Behemoth.Reference;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Microsoft.ML.Tokenizers;
 
 namespace Behemoth.Bench;
@@ -58,7 +58,7 @@ internal static class PruningTable
             expertStats.EnsureFor(StatsModel.Of(reference), statsPath);
             // the checkpoint's own BOS and EOS frame the documents, as behemoth eval does
             var tokenizer = Behemoth.Runtime.Tokenizer.Load(modelDir, reference.Config.BosTokenId, reference.Config.EosTokenIds);
-            var carver = ProfileCarver.FromStats(reference, expertStats, statsPath, t => tokenizer.Inner.EncodeToIds(t));
+            var carver = ProfileCarver.FromStats(reference, expertStats, statsPath, modelDir);
             var everything = expertStats.Domains.Keys.ToDictionary(k => k, _ => 1.0);
             var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
             var rows = new List<Row>();

@@ -40,7 +40,7 @@ catch (ArgumentException e) when (e.ParamName == "args")
     return 2;
 }
 catch (Exception e) when (e is Behemoth.Package.PackageFormatException or Behemoth.Package.ProfileBudgetException or BatchJobException
-    or Behemoth.Runtime.Text.TokenizerFormatException or ExecutionProviderException or IOException or UnauthorizedAccessException)
+    or Behemoth.Text.TokenizerFormatException or ExecutionProviderException or IOException or UnauthorizedAccessException)
 {
     // a missing package, a tampered file, an unknown profile, an unreadable input: one line, no stack trace
     Console.Error.WriteLine("BatchInference: " + e.Message);

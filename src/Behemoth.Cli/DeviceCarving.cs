@@ -2,7 +2,6 @@ using Behemoth.Exporter.Export;
 using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
-using Behemoth.Runtime.Text;
 
 namespace Behemoth.Cli;
 
@@ -58,8 +57,7 @@ internal sealed class DeviceCarving : IDisposable
     private ProfileCarver Carver(int seed)
     {
         if (_carvers.TryGetValue(seed, out var carver)) return carver;
-        var tokenizer = new Lazy<Microsoft.ML.Tokenizers.Tokenizer>(() => ModelTokenizer.Load(_modelDir));
-        return _carvers[seed] = ProfileCarver.FromStats(_model, _stats, _statsPath, text => tokenizer.Value.EncodeToIds(text), seed);
+        return _carvers[seed] = ProfileCarver.FromStats(_model, _stats, _statsPath, _modelDir, seed);
     }
 
     private readonly Dictionary<int, ProfileCarver> _carvers = new();

@@ -2,7 +2,7 @@ using Behemoth.Package;
 using Behemoth.Runtime.Chat;
 using Behemoth.Runtime.Diagnostics;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 

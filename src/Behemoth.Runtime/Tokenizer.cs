@@ -1,4 +1,4 @@
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Runtime;
 

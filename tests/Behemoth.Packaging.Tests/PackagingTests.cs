@@ -17,7 +17,7 @@ public sealed class PackedFeed : IDisposable
     public const int MaxTokens = 8;
 
     /// <summary>The SDK packages: each must restore from a feed, so everything one references is among them.</summary>
-    public static readonly string[] SdkPackages = ["Behemoth.Formats", "Behemoth.Reference", "Behemoth.Package", "Behemoth.Exporter", "Behemoth.Runtime"];
+    public static readonly string[] SdkPackages = ["Behemoth.Formats", "Behemoth.Reference", "Behemoth.Package", "Behemoth.Text", "Behemoth.Exporter", "Behemoth.Runtime"];
 
     private readonly TempDirectory _root = new();
 
@@ -107,10 +107,18 @@ public sealed class PackagingTests(PackedFeed feed) : IClassFixture<PackedFeed>
         var runtime = Read(feed.Nupkg("Behemoth.Runtime")).Dependencies.ToList();
         Assert.Contains("Microsoft.ML.OnnxRuntime.Managed", runtime);
         Assert.Contains("Behemoth.Package", runtime);
+        Assert.Contains("Behemoth.Text", runtime);
         Assert.DoesNotContain("Behemoth.Exporter", runtime);
         Assert.DoesNotContain("Behemoth.Reference", runtime);
         Assert.DoesNotContain("Behemoth.Formats", runtime);
         Assert.DoesNotContain(Read(feed.Nupkg("Behemoth.Package")).Dependencies, d => d.StartsWith("Behemoth.", StringComparison.Ordinal));
+        // tokenizers are shared by the exporter and the runtime; the exporter never brings in the runtime
+        var text = Read(feed.Nupkg("Behemoth.Text")).Dependencies.ToList();
+        Assert.Equal(["Behemoth.Package"], text.Where(d => d.StartsWith("Behemoth.", StringComparison.Ordinal)));
+        Assert.Contains("Microsoft.ML.Tokenizers", text);
+        var exporter = Read(feed.Nupkg("Behemoth.Exporter")).Dependencies.ToList();
+        Assert.Contains("Behemoth.Text", exporter);
+        Assert.DoesNotContain("Behemoth.Runtime", exporter);
 
         // only the SDK and the tool pack: no CLI library, bench, sample or test package
         var packed = Directory.GetFiles(feed.Feed, "*.nupkg").Select(f => Path.GetFileName(f)).Order().ToArray();
@@ -153,7 +161,7 @@ public sealed class PackagingTests(PackedFeed feed) : IClassFixture<PackedFeed>
         File.WriteAllText(Path.Combine(app, "Program.cs"), """
             using Behemoth.Runtime;
             using Behemoth.Runtime.Generation;
-            using Behemoth.Runtime.Text;
+            using Behemoth.Text;
 
             string package = args[0];
             using var session = DecoderSession.Open(package, "full", ExecutionProvider.Cpu);
@@ -169,6 +177,7 @@ public sealed class PackagingTests(PackedFeed feed) : IClassFixture<PackedFeed>
         var assets = File.ReadAllText(Path.Combine(app, "obj", "project.assets.json"));
         Assert.Contains($"Behemoth.Runtime/{feed.Version}", assets);
         Assert.Contains($"Behemoth.Package/{feed.Version}", assets);
+        Assert.Contains($"Behemoth.Text/{feed.Version}", assets);
         Assert.DoesNotContain("Behemoth.Exporter", assets);
 
         var r = Processes.Check(Processes.Dotnet(app, Path.Combine(app, "bin", "Release", "net10.0", "NanoApp.dll"),

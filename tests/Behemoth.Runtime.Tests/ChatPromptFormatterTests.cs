@@ -1,5 +1,5 @@
 using Behemoth.Runtime.Chat;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Microsoft.Extensions.AI;
 using static Behemoth.Runtime.Tests.RealTokenizers;
 

@@ -1,5 +1,5 @@
-using Behemoth.Runtime.Text;
-using static Behemoth.Runtime.Text.ChatTurn;
+using Behemoth.Text;
+using static Behemoth.Text.ChatTurn;
 using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;

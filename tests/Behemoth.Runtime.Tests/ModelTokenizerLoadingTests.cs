@@ -1,5 +1,5 @@
 using Behemoth.Package;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Behemoth.Tests;
 using static Behemoth.Runtime.Tests.RealTokenizers;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Runtime.Tests;
 

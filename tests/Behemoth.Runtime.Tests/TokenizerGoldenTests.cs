@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;

@@ -1,5 +1,5 @@
 using System.Text;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using static Behemoth.Runtime.Tests.RealTokenizers;
 
 namespace Behemoth.Runtime.Tests;

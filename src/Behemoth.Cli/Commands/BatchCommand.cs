@@ -3,7 +3,7 @@ using System.Globalization;
 using Behemoth.Formats.Errors;
 using Behemoth.Runtime.Batch;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Spectre.Console;
 
 namespace Behemoth.Cli.Commands;

@@ -52,7 +52,9 @@ internal static class BenchCommand
                 throw new BehemothException($"--prompt-tokens + --decode-tokens = {prompt + decode} exceeds the package's context length of {shape.ContextLength}");
 
             var random = new Random(1234);
-            int[] ids = [shape.BosTokenId ?? 1, .. Enumerable.Range(1, prompt - 1).Select(_ => random.Next(4, shape.VocabSize))];
+            int bos = shape.BosTokenId ?? throw new BehemothException(
+                $"{Path.Combine(dir, PackageManifest.FileName)}: model.bos_token_id is not set; the benchmark prompt starts with the model's beginning-of-sequence id");
+            int[] ids = [bos, .. Enumerable.Range(1, prompt - 1).Select(_ => random.Next(4, shape.VocabSize))];
             var results = new List<(double Prefill, double Decode, double Ttft, double Overhead)>();
             // greedy, never stopping early: the generation loop every consumer runs, timed around ONNX Runtime's runs
             var greedy = new GenerationOptions { MaxNewTokens = decode };

@@ -6,7 +6,7 @@ using Behemoth.Formats.Errors;
 using Behemoth.Reference;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Cli.Commands;
 

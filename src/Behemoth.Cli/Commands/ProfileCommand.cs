@@ -2,7 +2,7 @@ using System.CommandLine;
 using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Cli.Commands;
 
@@ -26,8 +26,8 @@ internal static class ProfileCommand
             string dir = parse.GetValue(model)!, outPath = parse.GetValue(output)!;
             var files = parse.GetValue(calib)!;
             using var reference = ReferenceModel.Load(dir);
-            var tokenizer = ModelTokenizer.Load(dir);
-            int bos = reference.Config.BosTokenId ?? 1, eos = reference.Config.EosTokenIds.FirstOrDefault(2);
+            var tokenizer = ModelTokenizer.Open(dir);
+            var (bos, eos) = CalibrationSets.DocumentBounds(reference.Config, tokenizer, dir);
             var statsModel = StatsModel.Of(reference);
             var domains = new Dictionary<string, DomainStats>();
             if (File.Exists(outPath))
@@ -41,7 +41,7 @@ internal static class ProfileCommand
                 : files.Select(f => (Path.GetFileNameWithoutExtension(f), new[] { f })).ToArray();
             foreach (var (name, group) in groups)
             {
-                var set = CalibrationSets.Load(name, group, text => tokenizer.EncodeToIds(text), bos, eos, parse.GetValue(maxTokens));
+                var set = CalibrationSets.Load(name, group, tokenizer, bos, eos, parse.GetValue(maxTokens));
                 Console.Error.WriteLine($"{name}: {set.Sequences.Sum(s => s.Length):N0} tokens from {string.Join(", ", group)}");
                 // sources are recorded relative to the stats file, so the pair can move together (export re-reads them for refit)
                 string statsDir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;

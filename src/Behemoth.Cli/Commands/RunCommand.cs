@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using Behemoth.Formats.Errors;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 
 namespace Behemoth.Cli.Commands;
 

@@ -1,6 +1,7 @@
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
+using Behemoth.Text;
 
 namespace Behemoth.Exporter.Pruning;
 
@@ -34,17 +35,25 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     private readonly Dictionary<(int Layer, string Mix), ReconstructionInputs> _inputs = new();
 
     /// <summary>
-    /// A carver whose calibration text is what <paramref name="statsPath"/> records for each domain (re-read and
-    /// tokenized with <paramref name="encode"/> when the reconstruction criterion or refit needs activations).
+    /// A carver whose calibration text is what <paramref name="statsPath"/> records for each domain, re-read and
+    /// tokenized with the tokenizer of <paramref name="modelDirectory"/> (<see cref="ModelTokenizer.Open"/>, loaded the
+    /// first time the reconstruction criterion or refit needs activations) between the model's BOS and EOS
+    /// (<see cref="CalibrationSets.DocumentBounds"/>).
     /// </summary>
-    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, Func<string, IReadOnlyList<int>> encode, int seed = 1234)
+    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, string modelDirectory, int seed = 1234)
     {
-        int bos = model.Config.BosTokenId ?? 1, eos = model.Config.EosTokenIds.FirstOrDefault(2);
+        var text = new Lazy<(LoadedTokenizer Tokenizer, int Bos, int Eos)>(() =>
+        {
+            var tokenizer = ModelTokenizer.Open(modelDirectory);
+            var (bos, eos) = CalibrationSets.DocumentBounds(model.Config, tokenizer, modelDirectory);
+            return (tokenizer, bos, eos);
+        });
         return new ProfileCarver(model, stats, name =>
         {
             var domain = stats.Domains[name];
             var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray();
-            return CalibrationSets.Load(name, files, encode, bos, eos, (int)domain.Tokens);
+            var (tokenizer, bos, eos) = text.Value;
+            return CalibrationSets.Load(name, files, tokenizer, bos, eos, (int)domain.Tokens);
         }) { Seed = seed };
     }
 

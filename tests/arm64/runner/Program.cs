@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Reflection;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
-using Behemoth.Runtime.Text;
+using Behemoth.Text;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 

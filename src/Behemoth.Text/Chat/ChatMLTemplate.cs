@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// ChatML, the Qwen format: <c>&lt;|im_start|&gt;role\ncontent&lt;|im_end|&gt;\n</c> per message and

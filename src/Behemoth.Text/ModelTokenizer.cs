@@ -1,7 +1,7 @@
 using Behemoth.Package;
 using Microsoft.ML.Tokenizers;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 // Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
 using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;

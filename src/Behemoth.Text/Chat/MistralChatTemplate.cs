@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// Mistral's <c>[INST]</c> formats, after the templates in shared/tokenizers/chat_templates (text-only: tool calls and

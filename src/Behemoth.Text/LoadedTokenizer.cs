@@ -1,6 +1,6 @@
 using Microsoft.ML.Tokenizers;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 // Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
 using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// For models without a chat format (behemoth-nano, base checkpoints): one <c>Role: content</c> line per message and

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// Llama 3 and Llama 4 instruct format: every message is a header with the role, a blank line, the content and an

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// Reads the pieces that are not text out of a SentencePiece <c>tokenizer.model</c>: the unknown token, control tokens

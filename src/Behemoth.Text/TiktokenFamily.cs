@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// What a tiktoken rank file does not say about itself: its pre-tokenizer regex and its special tokens. The families
@@ -43,7 +43,7 @@ internal sealed record TiktokenFamily(string Name, int BaseVocabSize, string Pat
 
     private static TiktokenFamily FromResource(string name)
     {
-        using var stream = typeof(TiktokenFamily).Assembly.GetManifestResourceStream($"Behemoth.Runtime.Text.SpecialTokens.{name}.json")
+        using var stream = typeof(TiktokenFamily).Assembly.GetManifestResourceStream($"Behemoth.Text.SpecialTokens.{name}.json")
             ?? throw new InvalidOperationException($"embedded special-token table {name}.json is missing from the assembly");
         using var doc = JsonDocument.Parse(stream);
         var root = doc.RootElement;

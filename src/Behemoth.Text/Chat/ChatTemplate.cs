@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// Turns a conversation into the prompt text a model family was fine-tuned on, without a Jinja engine: each supported

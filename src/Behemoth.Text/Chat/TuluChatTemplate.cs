@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// The Tülu format of OLMoE-1B-7B-0924-Instruct (and the OLMo Instruct models):

@@ -1,4 +1,4 @@
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>A tokenizer file that is missing, malformed or of a kind the runtime cannot load; the message says what was expected.</summary>
 public sealed class TokenizerFormatException(string path, string message, Exception? inner = null) : Exception($"{path}: {message}", inner)

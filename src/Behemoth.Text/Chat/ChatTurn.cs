@@ -1,4 +1,4 @@
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>Who wrote a turn of a conversation.</summary>
 public enum TurnRole

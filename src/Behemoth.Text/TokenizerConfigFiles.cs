@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 /// <summary>
 /// What Hugging Face's <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c> say about special tokens, when a

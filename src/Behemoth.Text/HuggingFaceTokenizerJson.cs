@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
-namespace Behemoth.Runtime.Text;
+namespace Behemoth.Text;
 
 // Microsoft.ML.Tokenizers' tokenizer, not Behemoth.Runtime.Tokenizer (the wrapper generation uses)
 using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
