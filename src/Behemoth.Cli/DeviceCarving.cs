@@ -3,6 +3,7 @@ using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
 using Behemoth.Runtime.Text;
+using Behemoth.Package;
 
 namespace Behemoth.Cli;
 

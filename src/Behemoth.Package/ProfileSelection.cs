@@ -1,7 +1,7 @@
 namespace Behemoth.Package;
 
 /// <summary>No profile of a package fits the memory a caller allows; the message lists what each one needs.</summary>
-public sealed class ProfileBudgetException(string message) : Exception(message);
+public sealed class ProfileBudgetException(string message) : BehemothException(message);
 
 /// <summary>
 /// How much memory a profile needs (its weights, from the manifest, plus the KV cache of one sequence) and which

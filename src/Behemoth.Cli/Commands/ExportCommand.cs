@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 

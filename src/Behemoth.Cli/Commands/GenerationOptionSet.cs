@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Behemoth.Formats.Errors;
 using Behemoth.Runtime.Generation;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 

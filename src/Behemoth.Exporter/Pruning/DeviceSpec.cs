@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

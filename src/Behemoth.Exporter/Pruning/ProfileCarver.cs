@@ -1,6 +1,7 @@
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 
