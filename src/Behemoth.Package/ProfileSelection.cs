@@ -31,7 +31,7 @@ public static class ProfileSelection
         for (int l = 0; l < layers; l++)
         {
             var layer = layout?.FirstOrDefault(x => x.Layer == l);
-            int held = layer is { Attention: "chunked" or "sliding", Window: int w } ? Math.Min(tokens, w) : tokens;
+            int held = layer is { Attention: AttentionKind.Chunked or AttentionKind.Sliding, Window: int w } ? Math.Min(tokens, w) : tokens;
             total += held * perPosition;
         }
         return total;

@@ -3,6 +3,7 @@ using Behemoth.Reference;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Tests;
 
@@ -111,7 +112,7 @@ public sealed class GeneratorTests
     {
         using var temp = new TempDirectory();
         string nano = Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano");
-        PackageExporter.Export(nano, temp.File("pkg"), new ExportOptions { Layers = 1, Quant = QuantKind.Int4 }, overwrite: false);
+        PackageExporter.Export(nano, temp.File("pkg"), new ExportOptions { Layers = 1, Quant = WeightType.Int4 }, overwrite: false);
         var stages = new List<ModelLoadStage>();
         using var model = await Model.OpenAsync(temp.File("pkg"), new ModelOptions { Provider = ExecutionProvider.Cpu }, new SyncProgress(stages.Add));
         Assert.Equal(Enum.GetValues<ModelLoadStage>(), stages);

@@ -66,7 +66,7 @@ public sealed class PruningTests
     public void A_device_below_the_smallest_model_is_refused_with_the_minimum()
     {
         using var model = ReferenceModel.Load(TestPaths.Golden("mixtral"));
-        var size = new SizeModel(model.Config, QuantKind.Int4, 16);
+        var size = new SizeModel(model.Config, WeightType.Int4, 16);
         var device = new DeviceSpec { Name = "watch", MemoryBytes = size.NonExpert, ContextTokens = 64, Domains = new Dictionary<string, double> { ["d"] = 1 } };
         var scores = Enumerable.Range(0, model.Config.NumLayers).ToDictionary(l => l, _ => new double[8]);
         var e = Assert.Throws<Behemoth.Package.BehemothException>(() => PruningPlanner.ForDevice(device, scores, 2, size));
