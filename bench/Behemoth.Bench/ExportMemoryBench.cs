@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Behemoth.Exporter.Export;
+using Behemoth.Package;
 
 namespace Behemoth.Bench;
 
@@ -81,7 +82,7 @@ internal static class ExportMemoryBench
             var pruned = parse.GetValue(keepCounts)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse)
                 .Select(n => new ProfileSpec($"keep{n}", $"the first {n} experts of every MoE layer (a shape-accurate pruned variant)",
                     moeLayers.ToDictionary(l => l, _ => Enumerable.Range(0, n).ToArray()))).ToArray();
-            var options = new ExportOptions { Quant = Enum.Parse<QuantKind>(parse.GetValue(quant)!, ignoreCase: true), Profiles = pruned };
+            var options = new ExportOptions { Quant = Enum.Parse<WeightType>(parse.GetValue(quant)!, ignoreCase: true), Profiles = pruned };
             var result = PackageExporter.Export(parse.GetValue(checkpoint)!, parse.GetValue(package)!, options, overwrite: true,
                 new Progress<string>(m => Console.Error.WriteLine("  " + m)));
             Console.WriteLine($"  {result.GraphNodes:N0} nodes, {result.WeightBytes / 1e9:F2} GB of weights");

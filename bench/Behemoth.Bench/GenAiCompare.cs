@@ -66,7 +66,7 @@ internal static class GenAiCompare
             double gp = Median(theirs.Select(x => x.Prefill)), gd = Median(theirs.Select(x => x.Decode));
             Console.WriteLine(new JsonObject
             {
-                ["package"] = dir, ["profile"] = name, ["quantization"] = manifest.Quantization.Weights,
+                ["package"] = dir, ["profile"] = name, ["quantization"] = manifest.Quantization.Weights.ToManifestName(),
                 ["prompt_tokens"] = prompt, ["decode_tokens"] = decode, ["threads"] = t, ["runs"] = n,
                 ["behemoth_prefill_tokens_per_second"] = op, ["behemoth_decode_tokens_per_second"] = od,
                 ["genai_prefill_tokens_per_second"] = gp, ["genai_decode_tokens_per_second"] = gd,

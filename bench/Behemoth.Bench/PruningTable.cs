@@ -62,7 +62,7 @@ internal static class PruningTable
             var everything = expertStats.Domains.Keys.ToDictionary(k => k, _ => 1.0);
             var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
             var rows = new List<Row>();
-            foreach (var quant in new[] { QuantKind.Fp32, QuantKind.Int4 })
+            foreach (var quant in new[] { WeightType.Fp32, WeightType.Int4 })
             {
                 Row? full = null;
                 foreach (var criterion in AllCriteria)
@@ -104,7 +104,7 @@ internal static class PruningTable
             var deviceSpecs = parse.GetValue(devices)!.Select(DeviceSpec.Read).ToArray();
             var deviceProfiles = deviceSpecs.Select(d => carver.Carve(CarveTarget.ForDevice(d, reference.Config), PruningCriterion.Reap, Distillation.None)).ToArray();
             string devicePackage = Path.Combine(workDir, "devices");
-            PackageExporter.Export(modelDir, devicePackage, new ExportOptions { Quant = QuantKind.Int4, Profiles = deviceProfiles }, overwrite: true);
+            PackageExporter.Export(modelDir, devicePackage, new ExportOptions { Quant = WeightType.Int4, Profiles = deviceProfiles }, overwrite: true);
             var deviceManifest = PackageReader.ReadManifest(devicePackage);
             foreach (var d in deviceSpecs)
             {
@@ -128,7 +128,7 @@ internal static class PruningTable
 
     internal sealed record Row
     {
-        public QuantKind Quant { get; init; }
+        public WeightType Quant { get; init; }
         public string Criterion { get; init; } = "";
         public string Distil { get; init; } = "";
         public double Keep { get; init; }

@@ -33,16 +33,16 @@ try
         + $"{done.Elapsed.TotalSeconds:F1} s ({done.TokensPerSecond:F0} tokens/s); results in {output}");
     return 0;
 }
-catch (ArgumentException e) when (e.ParamName == "args")
+catch (UsageException e)
 {
-    Console.Error.WriteLine("BatchInference: " + e.Message.Split(" (Parameter")[0]);
+    Console.Error.WriteLine("BatchInference: " + e.Message);
     Console.Error.WriteLine(Usage);
     return 2;
 }
-catch (Exception e) when (e is Behemoth.Package.PackageFormatException or Behemoth.Package.ProfileBudgetException or BatchJobException
-    or Behemoth.Text.TokenizerFormatException or ExecutionProviderException or IOException or UnauthorizedAccessException)
+catch (Exception e) when (e is Behemoth.Package.BehemothException or IOException or UnauthorizedAccessException)
 {
-    // a missing package, a tampered file, an unknown profile, an unreadable input: one line, no stack trace
+    // a missing package, a tampered file, an unknown profile, an unreadable input (the SDK's BehemothException family,
+    // or the file system's): one line, no stack trace
     Console.Error.WriteLine("BatchInference: " + e.Message);
     return 1;
 }
@@ -57,27 +57,30 @@ internal static class Arguments
         var shard = BatchShard.All;
         for (int i = 0; i < args.Length; i++)
         {
-            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value", nameof(args));
+            string Value() => i + 1 < args.Length ? args[++i] : throw new UsageException($"{args[i]} needs a value");
             switch (args[i])
             {
                 case "--profile": profile = Value(); break;
                 case "--workers":
                     string w = Value();
                     if (!int.TryParse(w, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out workers) || workers < 1)
-                        throw new ArgumentException($"--workers '{w}' is not a whole number of at least 1", nameof(args));
+                        throw new UsageException($"--workers '{w}' is not a whole number of at least 1");
                     break;
                 case "--shard":
                     string s = Value();
                     try { shard = BatchShard.Parse(s); }
-                    catch (BatchJobException e) { throw new ArgumentException($"--shard '{s}': {e.Message}", nameof(args)); }
+                    catch (BatchJobException e) { throw new UsageException($"--shard '{s}': {e.Message}"); }
                     break;
                 default:
-                    if (args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unknown option {args[i]}", nameof(args));
+                    if (args[i].StartsWith("--", StringComparison.Ordinal)) throw new UsageException($"unknown option {args[i]}");
                     positional.Add(args[i]);
                     break;
             }
         }
-        if (positional.Count != 3) throw new ArgumentException($"expected <package> <prompts.jsonl> <results.jsonl>, got {positional.Count} argument(s)", nameof(args));
+        if (positional.Count != 3) throw new UsageException($"expected <package> <prompts.jsonl> <results.jsonl>, got {positional.Count} argument(s)");
         return (positional[0], positional[1], positional[2], profile, workers, shard);
     }
 }
+
+/// <summary>The command line is wrong; the message says how, and the usage follows it.</summary>
+internal sealed class UsageException(string message) : Exception(message);

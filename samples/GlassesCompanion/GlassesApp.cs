@@ -229,7 +229,7 @@ public static class GlassesApp
             monitor.Cancel();
             log.LogDebug("Client went away; generation stopped after {Tokens} tokens", stats.GeneratedTokens);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
+        catch (Exception e) when (e is Behemoth.Package.BehemothException or ArgumentException or InvalidOperationException or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
         {
             monitor.Fail();
             log.LogError(e, "Generation failed");

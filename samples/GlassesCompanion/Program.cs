@@ -15,7 +15,7 @@ catch (GlassesConfigurationException e)
     Console.Error.WriteLine("error: " + e.Message);
     return 1;
 }
-catch (Exception e) when (e is Behemoth.Package.PackageFormatException or Behemoth.Runtime.ExecutionProviderException or IOException)
+catch (Exception e) when (e is Behemoth.Package.BehemothException or IOException)
 {
     Console.Error.WriteLine("error: " + e.Message);
     return 1;

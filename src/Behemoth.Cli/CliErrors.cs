@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Cli;
 
@@ -28,7 +28,7 @@ internal static class CliErrors
         {
             return action();
         }
-        catch (Exception e) when (e is BehemothException or Behemoth.Package.PackageFormatException or Behemoth.Package.ProfileBudgetException or NotSupportedException or Behemoth.Runtime.ExecutionProviderException or Behemoth.Runtime.Batch.BatchJobException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is BehemothException or NotSupportedException or IOException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             if (verbose) Console.Error.WriteLine(e);

@@ -2,6 +2,7 @@ using Behemoth.Exporter.Export;
 using Behemoth.Exporter.Pruning;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
+using Behemoth.Package;
 
 namespace Behemoth.Cli;
 
@@ -39,7 +40,7 @@ internal sealed class DeviceCarving : IDisposable
         _ => throw new BehemothException($"--distil '{value}' is not one of none, merge, refit"),
     };
 
-    public SizeModel Size(QuantKind quant, int blockSize) => new(_model.Config, quant, blockSize);
+    public SizeModel Size(WeightType quant, int blockSize) => new(_model.Config, quant, blockSize);
 
     /// <summary>The device's plan: scores by the criterion on its domain mix, then as many experts as its memory allows.</summary>
     public PruningPlan Plan(DeviceSpec device, PruningCriterion criterion, int blockSize, int seed)

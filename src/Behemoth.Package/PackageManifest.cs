@@ -29,7 +29,7 @@ public sealed record PackageManifest
     /// <summary>How the weights are stored: the weight type, the block size and the tensors left in full precision.</summary>
     [JsonPropertyName("quantization")] public required QuantizationInfo Quantization { get; init; }
     /// <summary>How the graph computes the MoE layers: <c>fused</c> (ONNX Runtime's MoE / QMoE operators) or <c>decomposed</c> (plain operators); informational for the runtime.</summary>
-    [JsonPropertyName("moe_form")] public required string MoeForm { get; init; }
+    [JsonPropertyName("moe_form")] public required MoeForm MoeForm { get; init; }
     /// <summary>The decoder's dimensions and special tokens, what a runtime needs to feed the graph and size its KV cache.</summary>
     [JsonPropertyName("model")] public required ModelShape Model { get; init; }
     /// <summary>The tokenizer files the package carries and their kind; null when it carries none (the app brings its own).</summary>
@@ -50,7 +50,7 @@ public sealed record PackageManifest
 /// <param name="BlockSize">Elements per quantization block (block-wise int4 / int8, one scale per block); null for float weights.</param>
 /// <param name="FullPrecision">What is kept unquantized, in words (for example <c>routers</c>, <c>norms</c>, <c>biases</c>; <c>everything</c> for fp32).</param>
 public sealed record QuantizationInfo(
-    [property: JsonPropertyName("weights")] string Weights,
+    [property: JsonPropertyName("weights")] WeightType Weights,
     [property: JsonPropertyName("block_size")] int? BlockSize,
     [property: JsonPropertyName("full_precision")] IReadOnlyList<string> FullPrecision);
 
@@ -75,14 +75,14 @@ public sealed record TokenizerInfo(
 
 /// <summary>One layer's attention as the KV cache sees it.</summary>
 /// <param name="Layer">The decoder layer index, from 0.</param>
-/// <param name="Attention">"full", "sliding" (the last <paramref name="Window"/> positions) or "chunked" (positions in the
+/// <param name="Attention"><see cref="AttentionKind.Full"/>, <see cref="AttentionKind.Sliding"/> (the last <paramref name="Window"/> positions) or <see cref="AttentionKind.Chunked"/> (positions in the
 /// query's <paramref name="Window"/>-sized chunk): a sliding or chunked layer's cache may drop keys no later query sees.</param>
 /// <param name="Window">Positions a sliding or chunked layer attends to (the window or chunk size); null for full attention.</param>
 /// <param name="SharedBuffer">The layer runs on GroupQueryAttention, which appends new keys in place when its past and
 /// present are one buffer of fixed capacity.</param>
 public sealed record LayerKvCache(
     [property: JsonPropertyName("layer")] int Layer,
-    [property: JsonPropertyName("attention")] string Attention,
+    [property: JsonPropertyName("attention")] AttentionKind Attention,
     [property: JsonPropertyName("window")] int? Window,
     [property: JsonPropertyName("shared_buffer")] bool SharedBuffer);
 

@@ -1,7 +1,7 @@
 namespace Behemoth.Package;
 
 /// <summary>No profile of a package fits the memory a caller allows; the message lists what each one needs.</summary>
-public sealed class ProfileBudgetException(string message) : Exception(message);
+public sealed class ProfileBudgetException(string message) : BehemothException(message);
 
 /// <summary>
 /// How much memory a profile needs (its weights, from the manifest, plus the KV cache of one sequence) and which
@@ -31,7 +31,7 @@ public static class ProfileSelection
         for (int l = 0; l < layers; l++)
         {
             var layer = layout?.FirstOrDefault(x => x.Layer == l);
-            int held = layer is { Attention: "chunked" or "sliding", Window: int w } ? Math.Min(tokens, w) : tokens;
+            int held = layer is { Attention: AttentionKind.Chunked or AttentionKind.Sliding, Window: int w } ? Math.Min(tokens, w) : tokens;
             total += held * perPosition;
         }
         return total;

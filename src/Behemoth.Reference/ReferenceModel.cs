@@ -5,6 +5,7 @@ using Behemoth.Formats.Config;
 using Behemoth.Formats.Description;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference.Blocks;
+using Behemoth.Package;
 
 namespace Behemoth.Reference;
 

@@ -107,7 +107,7 @@ public sealed class DecoderSession : IDisposable
         using var options = ExecutionProviders.Create(provider, out var chosen);
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
         var manifest = PackageReader.ReadManifest(packageDirectory);
-        if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != "decomposed")
+        if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != MoeForm.Decomposed)
             throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
         var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
         verified?.Invoke();

@@ -16,7 +16,7 @@ public enum ExecutionProvider
 }
 
 /// <summary>The provider, or the ONNX Runtime native library itself, could not be used; the message says what is missing.</summary>
-public sealed class ExecutionProviderException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class ExecutionProviderException(string message, Exception? inner = null) : Behemoth.Package.BehemothException(message, inner);
 
 /// <summary>Session options for a provider, with the fallbacks of <see cref="ExecutionProvider.Auto"/>.</summary>
 public static class ExecutionProviders

@@ -38,7 +38,7 @@ public sealed class KvCache : IDisposable
         for (int l = 0; l < shape.NumLayers; l++)
         {
             var info = layout?.FirstOrDefault(x => x.Layer == l);
-            _layers[l] = new LayerCache(info?.Attention ?? "full", info?.Window ?? 0, info?.SharedBuffer ?? false);
+            _layers[l] = new LayerCache(info?.Attention ?? AttentionKind.Full, info?.Window ?? 0, info?.SharedBuffer ?? false);
             if (_layers[l].Shared) _layers[l].Allocate(_kvHeads, initial, _headDim);
             else _layers[l].SetPast(Empty(), Empty(), 0);
         }
@@ -162,7 +162,7 @@ public sealed class KvCache : IDisposable
         foreach (var l in _layers) l.Dispose();
     });
 
-    private sealed class LayerCache(string attention, int window, bool shared) : IDisposable
+    private sealed class LayerCache(AttentionKind attention, int window, bool shared) : IDisposable
     {
         public bool Shared { get; } = shared;
         public OrtValue? Key { get; private set; }
@@ -177,8 +177,8 @@ public sealed class KvCache : IDisposable
         /// <summary>How many of the last positions a later query can still attend to once the sequence has <paramref name="total"/>.</summary>
         public int Keep(int total) => attention switch
         {
-            "chunked" when window > 0 => total % window,            // the next query starts or continues chunk total / window
-            "sliding" when window > 0 => Math.Min(total, window - 1),
+            AttentionKind.Chunked when window > 0 => total % window,            // the next query starts or continues chunk total / window
+            AttentionKind.Sliding when window > 0 => Math.Min(total, window - 1),
             _ => total,
         };
 

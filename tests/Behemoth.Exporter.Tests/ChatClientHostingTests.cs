@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.Tokenizers;
+using Behemoth.Package;
 using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
 
 namespace Behemoth.Exporter.Tests;
@@ -137,7 +138,7 @@ public sealed class ChatClientHostingTests(ChatPackageFixture package) : IClassF
         // behemoth-nano: SentencePiece and no chat tokens, so the plain "Role: text" template, stopping at a new user turn
         using var temp = new Behemoth.Tests.TempDirectory();
         Export.PackageExporter.Export(Path.Combine(Behemoth.Tests.TestPaths.RepoRoot, "models", "behemoth-nano"), temp.File("pkg"),
-            new Export.ExportOptions { Quant = Export.QuantKind.Int4 }, overwrite: false);
+            new Export.ExportOptions { Quant = WeightType.Int4 }, overwrite: false);
         var services = new ServiceCollection();
         services.AddBehemothChatClient(temp.File("pkg"), new ModelOptions { Provider = ExecutionProvider.Cpu });
         await using var provider = services.BuildServiceProvider();

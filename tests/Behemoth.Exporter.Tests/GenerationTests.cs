@@ -83,8 +83,9 @@ public sealed class GenerationTests
     {
         var options = new GenerationOptions { MaxNewTokens = 4 };
         int[] prompt = Enumerable.Range(1, 20).ToArray();
-        var e = Assert.Throws<ArgumentException>(() => TokenGenerator.FitPrompt(prompt, options, 16));
+        var e = Assert.Throws<Behemoth.Package.PromptTooLongException>(() => TokenGenerator.FitPrompt(prompt, options, 16));
         Assert.Contains("20 tokens", e.Message);
+        Assert.Equal((20, 12, 16, 4), (e.PromptTokens, e.Room, e.ContextLength, e.MaxNewTokens));
         int[] kept = TokenGenerator.FitPrompt(prompt, options with { Overflow = PromptOverflow.TruncateStart }, 16);
         Assert.Equal([1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20], kept);
     }

@@ -3,6 +3,7 @@ using Behemoth.Reference;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Tests;
 
@@ -107,11 +108,30 @@ public sealed class GeneratorTests
     }
 
     [Fact]
+    public void A_model_refuses_a_tampered_tokenizer_file_naming_it()
+    {
+        const string file = "tokenizer.model";
+        using var temp = new TempDirectory();
+        string nano = Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano");
+        PackageExporter.Export(nano, temp.File("pkg"), new ExportOptions { Layers = 1 }, overwrite: false);
+        var manifest = PackageReader.ReadManifest(temp.File("pkg"));
+        Assert.Contains(file, manifest.Tokenizer!.Files);
+        string path = Path.Combine(temp.File("pkg"), file);
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes[bytes.Length / 2] ^= 0x20;
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<PackageFormatException>(() => Model.Open(temp.File("pkg"), new ModelOptions { Provider = ExecutionProvider.Cpu }));
+        Assert.Equal(path, e.Path);
+        Assert.Contains(file, e.Message);
+        Assert.Contains("altered", e.Message);
+    }
+
+    [Fact]
     public async Task A_model_opens_with_its_tokenizer_template_and_stop_ids_and_streams_the_text_generator_output()
     {
         using var temp = new TempDirectory();
         string nano = Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano");
-        PackageExporter.Export(nano, temp.File("pkg"), new ExportOptions { Layers = 1, Quant = QuantKind.Int4 }, overwrite: false);
+        PackageExporter.Export(nano, temp.File("pkg"), new ExportOptions { Layers = 1, Quant = WeightType.Int4 }, overwrite: false);
         var stages = new List<ModelLoadStage>();
         using var model = await Model.OpenAsync(temp.File("pkg"), new ModelOptions { Provider = ExecutionProvider.Cpu }, new SyncProgress(stages.Add));
         Assert.Equal(Enum.GetValues<ModelLoadStage>(), stages);

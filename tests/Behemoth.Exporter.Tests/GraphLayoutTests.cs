@@ -16,21 +16,21 @@ namespace Behemoth.Exporter.Tests;
 /// </summary>
 public sealed class GraphLayoutTests
 {
-    public static TheoryData<string, MoeForm, QuantKind> Graphs()
+    public static TheoryData<string, MoeForm, WeightType> Graphs()
     {
-        var data = new TheoryData<string, MoeForm, QuantKind>();
+        var data = new TheoryData<string, MoeForm, WeightType>();
         foreach (var name in new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "llama4" })
             foreach (var form in new[] { MoeForm.Fused, MoeForm.Decomposed })
-                data.Add(TestPaths.Golden(name), form, QuantKind.Fp32);
-        data.Add(TestPaths.Golden("llama4"), MoeForm.Fused, QuantKind.Int4);
-        data.Add(TestPaths.Golden("olmoe"), MoeForm.Fused, QuantKind.Fp16);
-        data.Add(TestPaths.Variant("llama4_conditional_bf16"), MoeForm.Fused, QuantKind.Fp32);
+                data.Add(TestPaths.Golden(name), form, WeightType.Fp32);
+        data.Add(TestPaths.Golden("llama4"), MoeForm.Fused, WeightType.Int4);
+        data.Add(TestPaths.Golden("olmoe"), MoeForm.Fused, WeightType.Fp16);
+        data.Add(TestPaths.Variant("llama4_conditional_bf16"), MoeForm.Fused, WeightType.Fp32);
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Graphs))]
-    public void Every_node_name_is_a_unique_module_path(string modelDir, MoeForm form, QuantKind quant)
+    public void Every_node_name_is_a_unique_module_path(string modelDir, MoeForm form, WeightType quant)
     {
         using var temp = new TempDirectory();
         PackageExporter.Export(modelDir, temp.File("pkg"), new ExportOptions { Moe = form, Quant = quant, BlockSize = 16 }, overwrite: false);

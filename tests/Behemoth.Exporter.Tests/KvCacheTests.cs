@@ -62,7 +62,7 @@ public sealed class KvCacheTests
         string dir = TestPaths.Golden("llama4");
         PackageExporter.Export(dir, temp.File("pkg"), new ExportOptions { Moe = form }, overwrite: false);
         var layout = PackageReader.ReadManifest(temp.File("pkg")).KvCache!;
-        var chunked = layout.Where(l => l.Attention == "chunked").ToArray();
+        var chunked = layout.Where(l => l.Attention == AttentionKind.Chunked).ToArray();
         Assert.NotEmpty(chunked);
         int chunk = chunked[0].Window!.Value;
 
@@ -76,7 +76,7 @@ public sealed class KvCacheTests
             foreach (var l in chunked) Assert.Equal(cache.Length % chunk, cache.LayerLength(l.Layer));
             logits.AddRange(session.Forward(ids.AsSpan(t, 1), cache));
         }
-        foreach (var l in layout.Where(l => l.Attention == "full")) Assert.Equal(ids.Length, cache.LayerLength(l.Layer));
+        foreach (var l in layout.Where(l => l.Attention == AttentionKind.Full)) Assert.Equal(ids.Length, cache.LayerLength(l.Layer));
         AssertMatchesGolden(dir, logits.ToArray());
     }
 
@@ -85,7 +85,7 @@ public sealed class KvCacheTests
     {
         // behemoth-nano: three chunked layers (128-token chunks) and one full-attention layer.
         using var temp = new TempDirectory();
-        PackageExporter.Export(Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano"), temp.File("pkg"), new ExportOptions { Quant = QuantKind.Int4 }, overwrite: false);
+        PackageExporter.Export(Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano"), temp.File("pkg"), new ExportOptions { Quant = WeightType.Int4 }, overwrite: false);
         using var session = DecoderSession.Open(temp.File("pkg"));
         var layout = session.Manifest.KvCache!;
         using var cache = session.NewCache(capacity: 1024);
@@ -95,7 +95,7 @@ public sealed class KvCacheTests
         for (int t = 0; t < 400; t++)
         {
             session.Forward([random.Next(4, session.Shape.VocabSize)], cache);
-            maxChunked = Math.Max(maxChunked, layout.Where(l => l.Attention == "chunked").Max(l => cache.LayerLength(l.Layer)));
+            maxChunked = Math.Max(maxChunked, layout.Where(l => l.Attention == AttentionKind.Chunked).Max(l => cache.LayerLength(l.Layer)));
         }
         Assert.Equal(700, cache.Length);
         Assert.InRange(maxChunked, 100, 127);

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Behemoth.Exporter.Export;
 using Behemoth.Runtime;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Tests;
 

@@ -34,7 +34,7 @@ public sealed class PackageTests : IDisposable
             Assert.Equal(entry.Bytes, bytes.Length);
             Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), entry.Sha256);
         }
-        Assert.Equal("fp32", manifest.Quantization.Weights);
+        Assert.Equal(WeightType.Fp32, manifest.Quantization.Weights);
         Assert.Equal("Qwen2MoeForCausalLM", manifest.Architecture);
         var full = manifest.Profiles[PackageExporter.FullProfile];
         Assert.Equal(manifest.Experts.Select(l => (l.Layer, string.Join(',', l.ExpertIds))), full.Experts.Select(l => (l.Layer, string.Join(',', l.ExpertIds))));

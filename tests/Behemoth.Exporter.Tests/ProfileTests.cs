@@ -51,10 +51,10 @@ public sealed class ProfileTests
     }
 
     [Theory]
-    [InlineData(MoeForm.Fused, QuantKind.Fp32)]
-    [InlineData(MoeForm.Fused, QuantKind.Int4)]
-    [InlineData(MoeForm.Decomposed, QuantKind.Int8)]
-    public void Profiles_store_no_expert_twice(MoeForm form, QuantKind quant)
+    [InlineData(MoeForm.Fused, WeightType.Fp32)]
+    [InlineData(MoeForm.Fused, WeightType.Int4)]
+    [InlineData(MoeForm.Decomposed, WeightType.Int8)]
+    public void Profiles_store_no_expert_twice(MoeForm form, WeightType quant)
     {
         string golden = TestPaths.Golden("mixtral");
         using var temp = new TempDirectory();
@@ -92,7 +92,7 @@ public sealed class ProfileTests
         // dequantized experts, exported from the pruned checkpoint.
         string golden = TestPaths.Golden("mixtral");
         using var temp = new TempDirectory();
-        var options = new ExportOptions { Quant = QuantKind.Int4, BlockSize = 16 };
+        var options = new ExportOptions { Quant = WeightType.Int4, BlockSize = 16 };
         PackageExporter.Export(golden, temp.File("pkg"), options with { Profiles = [Mid, Half] }, overwrite: false);
         string pruned = WritePrunedMixtral(golden, temp.File("pruned"), Half.Experts);
         PackageExporter.Export(pruned, temp.File("sim"), options with { SimulateQuantization = true }, overwrite: false);

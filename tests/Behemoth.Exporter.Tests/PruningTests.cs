@@ -3,6 +3,7 @@ using Behemoth.Exporter.Pruning;
 using Behemoth.Reference;
 using Behemoth.Reference.Blocks;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Tests;
 
@@ -65,10 +66,10 @@ public sealed class PruningTests
     public void A_device_below_the_smallest_model_is_refused_with_the_minimum()
     {
         using var model = ReferenceModel.Load(TestPaths.Golden("mixtral"));
-        var size = new SizeModel(model.Config, QuantKind.Int4, 16);
+        var size = new SizeModel(model.Config, WeightType.Int4, 16);
         var device = new DeviceSpec { Name = "watch", MemoryBytes = size.NonExpert, ContextTokens = 64, Domains = new Dictionary<string, double> { ["d"] = 1 } };
         var scores = Enumerable.Range(0, model.Config.NumLayers).ToDictionary(l => l, _ => new double[8]);
-        var e = Assert.Throws<Formats.Errors.BehemothException>(() => PruningPlanner.ForDevice(device, scores, 2, size));
+        var e = Assert.Throws<Behemoth.Package.BehemothException>(() => PruningPlanner.ForDevice(device, scores, 2, size));
         Assert.Contains("below the smallest possible model", e.Message);
         Assert.Contains("watch", e.Message);
     }
@@ -123,7 +124,7 @@ public sealed class PruningTests
         using var mixtral = ReferenceModel.Load(TestPaths.Golden("mixtral"));
         using var qwen = ReferenceModel.Load(TestPaths.Golden("qwen3_moe"));
         var stats = new ExpertStats { Model = StatsModel.Of(mixtral), Domains = new() };
-        var e = Assert.Throws<Formats.Errors.BehemothException>(() => stats.EnsureFor(StatsModel.Of(qwen), "stats.json"));
+        var e = Assert.Throws<Behemoth.Package.BehemothException>(() => stats.EnsureFor(StatsModel.Of(qwen), "stats.json"));
         Assert.Contains("stats.json", e.Message);
         Assert.Contains("another model", e.Message);
     }

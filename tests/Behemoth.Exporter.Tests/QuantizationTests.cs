@@ -3,6 +3,7 @@ using Behemoth.Exporter.Export;
 using Behemoth.Exporter.Quantization;
 using Behemoth.Runtime;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Tests;
 
@@ -12,11 +13,11 @@ namespace Behemoth.Exporter.Tests;
 /// </summary>
 public sealed class QuantizationTests
 {
-    public static TheoryData<string, QuantKind, MoeForm> Cases()
+    public static TheoryData<string, WeightType, MoeForm> Cases()
     {
-        var data = new TheoryData<string, QuantKind, MoeForm>();
+        var data = new TheoryData<string, WeightType, MoeForm>();
         foreach (var model in new[] { "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "llama4" })
-            foreach (var quant in new[] { QuantKind.Int4, QuantKind.Int8 })
+            foreach (var quant in new[] { WeightType.Int4, WeightType.Int8 })
                 foreach (var form in new[] { MoeForm.Fused, MoeForm.Decomposed })
                     data.Add(model, quant, form);
         return data;
@@ -24,7 +25,7 @@ public sealed class QuantizationTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Integer_kernels_match_the_dequantized_weights(string model, QuantKind quant, MoeForm form)
+    public void Integer_kernels_match_the_dequantized_weights(string model, WeightType quant, MoeForm form)
     {
         string dir = TestPaths.Golden(model);
         using var temp = new TempDirectory();
@@ -51,7 +52,7 @@ public sealed class QuantizationTests
     {
         string dir = TestPaths.Golden(model);
         using var temp = new TempDirectory();
-        var result = PackageExporter.Export(dir, temp.File("h"), new ExportOptions { Quant = QuantKind.Fp16 }, overwrite: false);
+        var result = PackageExporter.Export(dir, temp.File("h"), new ExportOptions { Quant = WeightType.Fp16 }, overwrite: false);
         Assert.All(result.QuantErrors, e => Assert.True(e.RelativeError < 1e-3, $"{e.Name}: {e.RelativeError:E2}"));
         int[] ids = JsonSerializer.Deserialize<int[]>(File.ReadAllText(Path.Combine(dir, "input_ids.json")))!;
         var expected = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(dir, "logits.f32"))).ToArray();
@@ -59,7 +60,7 @@ public sealed class QuantizationTests
         float[] logits = s.Forward(ids, s.NewCache());
         double max = logits.Zip(expected, (a, b) => Math.Abs(a - b)).Max();
         Assert.True(max <= 1e-2, $"max |diff| {max:E3}");
-        Assert.Equal("fp16", s.Manifest.Quantization.Weights);
+        Assert.Equal(WeightType.Fp16, s.Manifest.Quantization.Weights);
     }
 
     [Theory]

@@ -3,6 +3,7 @@ using Behemoth.Formats.Errors;
 using Behemoth.Formats.Safetensors;
 using Behemoth.Tests;
 using static Behemoth.Tests.SafetensorsWriter;
+using Behemoth.Package;
 
 namespace Behemoth.Formats.Tests;
 

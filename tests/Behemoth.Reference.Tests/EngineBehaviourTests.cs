@@ -3,6 +3,7 @@ using Behemoth.Formats.Config;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference.Blocks;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Reference.Tests;
 

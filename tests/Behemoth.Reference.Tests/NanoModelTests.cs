@@ -4,6 +4,7 @@ using Behemoth.Formats.Architectures;
 using Behemoth.Formats.Config;
 using Behemoth.Formats.Description;
 using Behemoth.Tests;
+using Behemoth.Package;
 
 namespace Behemoth.Reference.Tests;
 

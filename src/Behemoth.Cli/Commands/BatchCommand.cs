@@ -5,6 +5,7 @@ using Behemoth.Runtime.Batch;
 using Behemoth.Runtime.Generation;
 using Behemoth.Text;
 using Spectre.Console;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 

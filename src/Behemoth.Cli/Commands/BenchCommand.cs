@@ -86,7 +86,7 @@ internal static class BenchCommand
                 ["package"] = dir,
                 ["profile"] = session.Profile,
                 ["provider"] = session.Provider.ToString().ToLowerInvariant(),
-                ["quantization"] = session.Manifest.Quantization.Weights,
+                ["quantization"] = session.Manifest.Quantization.Weights.ToManifestName(),
                 ["experts_loaded"] = info.Experts.Sum(l => l.ExpertIds.Count),
                 ["prompt_tokens"] = prompt,
                 ["decode_tokens"] = decode,

@@ -7,6 +7,7 @@ using Behemoth.Reference;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
 using Behemoth.Text;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 
@@ -41,7 +42,7 @@ internal static class ExportCommand
             var options = new ExportOptions
             {
                 Moe = parse.GetValue(moe) == "decomposed" ? MoeForm.Decomposed : MoeForm.Fused,
-                Quant = Enum.Parse<QuantKind>(parse.GetValue(quant)!, ignoreCase: true),
+                Quant = Enum.Parse<WeightType>(parse.GetValue(quant)!, ignoreCase: true),
                 BlockSize = parse.GetValue(blockSize),
                 MaxContext = context,
                 Layers = parse.GetValue(layers),
@@ -70,7 +71,7 @@ internal static class ExportCommand
             var result = PackageExporter.Export(parse.GetValue(model)!, parse.GetValue(output)!, options, parse.GetValue(force), progress);
             var m = result.Manifest;
             Console.WriteLine($"{m.Architecture} → {result.Directory}");
-            Console.WriteLine($"  quantization {m.Quantization.Weights}, MoE {m.MoeForm}, {result.GraphNodes:N0} graph nodes, {result.WeightBytes / 1e6:F1} MB of weights, {result.Elapsed.TotalSeconds:F1} s");
+            Console.WriteLine($"  quantization {m.Quantization.Weights.ToManifestName()}, MoE {m.MoeForm.ToManifestName()}, {result.GraphNodes:N0} graph nodes, {result.WeightBytes / 1e6:F1} MB of weights, {result.Elapsed.TotalSeconds:F1} s");
             foreach (var (name, profile) in m.Profiles)
                 Console.WriteLine($"  profile {name}: {profile.Experts.Sum(l => l.ExpertIds.Count)} routed experts, {profile.WeightBytes / 1e6:F2} MB of weights");
             if (result.QuantErrors.Count > 0) PrintQuantErrors(result.QuantErrors);

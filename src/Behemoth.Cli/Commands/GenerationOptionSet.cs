@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Behemoth.Formats.Errors;
 using Behemoth.Runtime.Generation;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 
@@ -45,14 +46,8 @@ internal sealed class GenerationOptionSet
             StopStrings = (parse.GetValue(Stop) ?? []).Select(s => s.Replace("\\n", "\n", StringComparison.Ordinal)).ToArray(),
             Overflow = overflow,
         };
-        try
-        {
-            options.Validate();
-        }
-        catch (ArgumentOutOfRangeException e)
-        {
-            throw new BehemothException($"invalid generation option {e.ParamName}: {e.Message.Split(" (Parameter")[0]}");
-        }
+        if (options.FindOutOfRange() is var (option, _, reason))
+            throw new BehemothException($"invalid generation option {option}: {reason}");
         return options;
     }
 }

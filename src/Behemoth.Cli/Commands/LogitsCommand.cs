@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 
@@ -107,7 +108,7 @@ internal static class LogitsCommand
             logits = session.Forward(ids, cache);
         }
         return new EngineRun(logits, session.Manifest.Architecture, session.Shape.VocabSize, packageDir,
-            $"onnx engine on {session.Provider.ToString().ToLowerInvariant()}, profile '{profile}' ({session.Manifest.Quantization.Weights}, MoE {session.Manifest.MoeForm}), "
+            $"onnx engine on {session.Provider.ToString().ToLowerInvariant()}, profile '{profile}' ({session.Manifest.Quantization.Weights.ToManifestName()}, MoE {session.Manifest.MoeForm.ToManifestName()}), "
             + $"{(incremental ? "token by token" : "whole sequence")}, {started.Elapsed.TotalMilliseconds:F0} ms");
     }
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Behemoth.Formats.Errors;
 using Behemoth.Runtime;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 

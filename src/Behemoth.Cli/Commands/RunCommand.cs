@@ -6,6 +6,7 @@ using Behemoth.Formats.Errors;
 using Behemoth.Runtime;
 using Behemoth.Runtime.Generation;
 using Behemoth.Text;
+using Behemoth.Package;
 
 namespace Behemoth.Cli.Commands;
 
@@ -45,9 +46,9 @@ internal static class RunCommand
                     if (!parse.GetValue(json)) Console.Write(piece);
                 }
             }
-            catch (ArgumentException e) when (e.ParamName == "prompt")
+            catch (PromptTooLongException e)
             {
-                throw new BehemothException(e.Message.Split(" (Parameter")[0]);
+                throw new BehemothException($"{e.Message}; shorten it, lower --max-tokens, or pass --truncate-prompt", e);
             }
             var elapsed = clock.Elapsed;
             if (parse.GetValue(json))

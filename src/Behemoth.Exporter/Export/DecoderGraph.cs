@@ -122,7 +122,7 @@ internal abstract class DecoderGraph
         var (o, w) = (X.O, X.W);
         float[] EmbedWeights() => w.Read(n.Embed, C.VocabSize, h);
         string logits;
-        if (C.TieWordEmbeddings && o.Quant is QuantKind.Fp32 or QuantKind.Fp16 && !o.SimulateQuantization)
+        if (C.TieWordEmbeddings && o.Quant is WeightType.Fp32 or WeightType.Fp16 && !o.SimulateQuantization)
             logits = Gemm(G, normed, embed);                        // the same table, no second copy
         else
             logits = C.TieWordEmbeddings
@@ -139,7 +139,7 @@ internal abstract class DecoderGraph
         int h = C.HiddenSize;
         float[] EmbedWeights() => w.Read(n.Embed, C.VocabSize, h);
         string embed, rows;
-        if (o.Quant == QuantKind.Fp32)
+        if (o.Quant == WeightType.Fp32)
             rows = G.Op("Gather", [embed = w.Add(n.Embed, [C.VocabSize, h], EmbedWeights), InputIds]);
         else
         {
@@ -147,7 +147,7 @@ internal abstract class DecoderGraph
             // table would be folded into a float32 copy at load, twice the table's bytes in memory.
             string table = w.HalfTable(n.Embed, [C.VocabSize, h], EmbedWeights);
             rows = G.Op("Cast", [G.Op("Gather", [table, InputIds])], Attr(("to", (int)ElementType.Float)));
-            embed = C.TieWordEmbeddings && o.Quant == QuantKind.Fp16 && !o.SimulateQuantization
+            embed = C.TieWordEmbeddings && o.Quant == WeightType.Fp16 && !o.SimulateQuantization
                 ? G.Op("Cast", [table], Attr(("to", (int)ElementType.Float)))    // the fp16 output projection reads the same table
                 : "";
         }

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Behemoth.Formats.Errors;
 using Behemoth.Formats.Config;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Export;
 

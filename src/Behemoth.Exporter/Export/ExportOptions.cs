@@ -1,33 +1,12 @@
+using Behemoth.Package;
+
 namespace Behemoth.Exporter.Export;
 
-/// <summary>How routed experts appear in the graph.</summary>
-public enum MoeForm
-{
-    /// <summary>ONNX Runtime's com.microsoft MoE / QMoE kernels (CPU, CUDA).</summary>
-    Fused,
-
-    /// <summary>TopK, Gather, per-expert MatMul and ScatterND: standard ops only, for providers without MoE kernels (DirectML).</summary>
-    Decomposed,
-}
-
-/// <summary>Weight precision of the exported linear layers and experts. Routers, norms and biases always stay float32.</summary>
-public enum QuantKind
-{
-    Fp32,
-
-    /// <summary>float16 storage, widened to float32 when the session loads (ONNX Runtime's CPU kernels compute in float32).</summary>
-    Fp16,
-
-    /// <summary>8-bit block-wise symmetric integers with a float scale per block (MatMulNBits / QMoE).</summary>
-    Int8,
-
-    /// <summary>4-bit block-wise symmetric integers with a float scale per block (MatMulNBits / QMoE).</summary>
-    Int4,
-}
+// MoeForm and WeightType (the weight type) are the package contract's: Behemoth.Package.
 
 public sealed record ExportOptions
 {
-    public QuantKind Quant { get; init; } = QuantKind.Fp32;
+    public WeightType Quant { get; init; } = WeightType.Fp32;
     public int BlockSize { get; init; } = 32;
     public MoeForm Moe { get; init; } = MoeForm.Fused;
 
@@ -52,9 +31,9 @@ public sealed record ExportOptions
     /// <summary>Device profiles written besides <c>full</c> (which keeps every expert).</summary>
     public IReadOnlyList<ProfileSpec> Profiles { get; init; } = [];
 
-    public int Bits => Quant switch { QuantKind.Int4 => 4, QuantKind.Int8 => 8, _ => 0 };
+    public int Bits => Quant switch { WeightType.Int4 => 4, WeightType.Int8 => 8, _ => 0 };
 
-    public string QuantName => Quant.ToString().ToLowerInvariant();
+    public string QuantName => Quant.ToManifestName();
 }
 
 /// <summary>

@@ -131,9 +131,9 @@ public static class PackageExporter
                 Architecture = config.Architecture,
                 ModelType = config.ModelType,
                 Source = Path.GetFileName(Path.GetFullPath(modelDirectory).TrimEnd(Path.DirectorySeparatorChar)),
-                Quantization = new QuantizationInfo(options.QuantName, options.Bits > 0 ? options.BlockSize : null,
-                    options.Quant == QuantKind.Fp32 ? ["everything"] : ["routers", "norms", "biases", "rope tables"]),
-                MoeForm = MoeBlock.UsesFusedMoe(config, options) ? "fused" : "decomposed",
+                Quantization = new QuantizationInfo(options.Quant, options.Bits > 0 ? options.BlockSize : null,
+                    options.Quant == WeightType.Fp32 ? ["everything"] : ["routers", "norms", "biases", "rope tables"]),
+                MoeForm = MoeBlock.UsesFusedMoe(config, options) ? MoeForm.Fused : MoeForm.Decomposed,
                 Model = new ModelShape(config.VocabSize, config.HiddenSize, config.NumLayers, config.NumHeads, config.NumKvHeads, config.HeadDim,
                     Math.Min(config.MaxPositionEmbeddings, options.MaxContext), config.BosTokenId, config.EosTokenIds),
                 Tokenizer = tokenizerFiles.Count == 0 ? null

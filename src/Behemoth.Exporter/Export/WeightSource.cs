@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Behemoth.Exporter.Onnx;
 using Behemoth.Exporter.Quantization;
 using Behemoth.Formats.Checkpoints;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Export;
 
@@ -80,7 +81,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
     {
         switch (options.Quant)
         {
-            case QuantKind.Int4 or QuantKind.Int8 when !options.SimulateQuantization:
+            case WeightType.Int4 or WeightType.Int8 when !options.SimulateQuantization:
             {
                 int bits = options.Bits, bs = options.BlockSize;
                 int blocks = BlockQuantizer.BlocksPerRow(inDim, bs), blockBytes = BlockQuantizer.BytesPerBlock(bits, bs);
@@ -97,7 +98,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
                 return _graph.Op("MatMulNBits", [x, b, s], Blocks.Ops.Attr(("K", inDim), ("N", outDim), ("bits", bits), ("block_size", bs)),
                     domain: GraphBuilder.MicrosoftDomain);
             }
-            case QuantKind.Fp16:
+            case WeightType.Fp16:
             {
                 if (!_stored.ContainsKey(onnxName))
                     Store(onnxName, file.Append(MemoryMarshal.AsBytes(ToHalf(onnxName, weight()).AsSpan())));
@@ -139,7 +140,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
             string s = Reference(name + ".scales", ElementType.Float, [keep, rows, blocks], Slice(onnxName + ".scales"));
             return (w, s);
         }
-        if (options.Quant == QuantKind.Fp16)
+        if (options.Quant == WeightType.Fp16)
         {
             string w16 = Reference(name, ElementType.Float16, [keep, rows, cols], Slice(onnxName));
             return (_graph.Op("Cast", [w16], Blocks.Ops.Attr(("to", (int)ElementType.Float))), null);
@@ -167,7 +168,7 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
                 scales.CopyTo(allScales.AsSpan(e * rows * blocks));
                 bytes = packed;
             }
-            else if (options.Quant == QuantKind.Fp16)
+            else if (options.Quant == WeightType.Fp16)
                 bytes = MemoryMarshal.AsBytes(ToHalf(null, buffer, error).AsSpan());
             else
             {

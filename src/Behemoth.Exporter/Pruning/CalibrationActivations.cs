@@ -1,5 +1,6 @@
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

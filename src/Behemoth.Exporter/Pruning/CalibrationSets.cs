@@ -1,6 +1,7 @@
 using Behemoth.Formats.Config;
 using Behemoth.Formats.Errors;
 using Behemoth.Text;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 
@@ -23,12 +24,12 @@ public sealed record DeviceSpec
     /// <summary>Calibration domain → weight (the names of a stats file's domains).</summary>
     [JsonPropertyName("domains")] public required IReadOnlyDictionary<string, double> Domains { get; init; }
 
-    public QuantKind Quant => Quantization switch
+    public WeightType Quant => Quantization switch
     {
-        "fp32" => QuantKind.Fp32,
-        "fp16" => QuantKind.Fp16,
-        "int8" => QuantKind.Int8,
-        "int4" => QuantKind.Int4,
+        "fp32" => WeightType.Fp32,
+        "fp16" => WeightType.Fp16,
+        "int8" => WeightType.Int8,
+        "int4" => WeightType.Int4,
         _ => throw new BehemothException($"device '{Name}': quantization '{Quantization}' is not one of fp32, fp16, int8, int4"),
     };
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Behemoth.Formats.Config;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

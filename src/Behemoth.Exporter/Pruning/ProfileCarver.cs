@@ -2,6 +2,7 @@ using Behemoth.Exporter.Export;
 using Behemoth.Formats.Errors;
 using Behemoth.Reference;
 using Behemoth.Text;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

@@ -1,4 +1,5 @@
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

@@ -1,5 +1,6 @@
 using Behemoth.Exporter.Export;
 using Behemoth.Formats.Config;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 
@@ -8,14 +9,14 @@ namespace Behemoth.Exporter.Pruning;
 /// bytes every profile needs (embeddings, attention, norms, routers, shared experts, dense layers) and the bytes of
 /// one routed expert, at a precision. Alignment padding is left out (at most 4 KiB per tensor).
 /// </summary>
-public sealed class SizeModel(DecoderConfig c, QuantKind quant, int blockSize = 32)
+public sealed class SizeModel(DecoderConfig c, WeightType quant, int blockSize = 32)
 {
     /// <summary>Bytes of one nn.Linear weight [outDim, inDim] in the export's precision (with its block scales).</summary>
     public long Linear(long outDim, long inDim) => quant switch
     {
-        QuantKind.Fp32 => outDim * inDim * 4,
-        QuantKind.Fp16 => outDim * inDim * 2,
-        _ => outDim * ((inDim + blockSize - 1) / blockSize) * (blockSize * (quant == QuantKind.Int4 ? 4 : 8) / 8 + 4),
+        WeightType.Fp32 => outDim * inDim * 4,
+        WeightType.Fp16 => outDim * inDim * 2,
+        _ => outDim * ((inDim + blockSize - 1) / blockSize) * (blockSize * (quant == WeightType.Int4 ? 4 : 8) / 8 + 4),
     };
 
     public long PerExpert => Linear(2L * c.Moe.ExpertIntermediate, c.HiddenSize) + Linear(c.HiddenSize, c.Moe.ExpertIntermediate);
@@ -25,8 +26,8 @@ public sealed class SizeModel(DecoderConfig c, QuantKind quant, int blockSize = 
         get
         {
             long h = c.HiddenSize, d = c.HeadDim, q = c.NumHeads * d, kv = c.NumKvHeads * d;
-            long total = c.VocabSize * h * (quant == QuantKind.Fp32 ? 4 : 2);                   // embeddings (fp16 when quantized)
-            if (!c.TieWordEmbeddings || quant is QuantKind.Int4 or QuantKind.Int8) total += Linear(c.VocabSize, h);   // output projection
+            long total = c.VocabSize * h * (quant == WeightType.Fp32 ? 4 : 2);                   // embeddings (fp16 when quantized)
+            if (!c.TieWordEmbeddings || quant is WeightType.Int4 or WeightType.Int8) total += Linear(c.VocabSize, h);   // output projection
             total += h * 4;                                                                      // final norm
             int positions = Math.Min(c.MaxPositionEmbeddings, new ExportOptions().MaxContext);
             if (c.Layers.Any(l => l.UseRope)) total += 2L * positions * (d / 2) * 4;            // RoPE tables

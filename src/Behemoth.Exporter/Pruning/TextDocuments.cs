@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Pruning;
 

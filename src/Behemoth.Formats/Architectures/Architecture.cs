@@ -1,5 +1,6 @@
 using Behemoth.Formats.Config;
 using Behemoth.Formats.Description;
+using Behemoth.Package;
 
 namespace Behemoth.Formats.Architectures;
 

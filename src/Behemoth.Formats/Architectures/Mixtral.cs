@@ -1,4 +1,5 @@
 using Behemoth.Formats.Config;
+using Behemoth.Package;
 
 namespace Behemoth.Formats.Architectures;
 

@@ -1,15 +1,8 @@
+using Behemoth.Package;
+
 namespace Behemoth.Formats.Config;
 
-/// <summary>How a layer's attention restricts which keys a query sees (besides causality).</summary>
-public enum AttentionKind
-{
-    /// <summary>Every earlier position.</summary>
-    Full,
-    /// <summary>The last <see cref="LayerSpec.Window"/> positions, the query's own included (HF <c>sliding_attention</c>).</summary>
-    Sliding,
-    /// <summary>Earlier positions in the same block of <see cref="LayerSpec.Window"/> positions (Llama 4 <c>chunked_attention</c>).</summary>
-    Chunked,
-}
+// AttentionKind is the package contract's (Behemoth.Package): the manifest's kv_cache entries carry it.
 
 public enum FeedForwardKind { Dense, Moe }
 

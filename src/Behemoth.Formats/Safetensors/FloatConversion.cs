@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Behemoth.Formats.Errors;
+using Behemoth.Package;
 
 namespace Behemoth.Formats.Safetensors;
 

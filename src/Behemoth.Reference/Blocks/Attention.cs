@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Behemoth.Formats.Config;
+using Behemoth.Package;
 
 namespace Behemoth.Reference.Blocks;
 

@@ -155,10 +155,10 @@ public static class BatchJob
             await foreach (string piece in generate(line.Prompt, line.Options, stats, cancellationToken).ConfigureAwait(false))
                 text.Append(piece);
         }
-        catch (ArgumentException e) when (e.ParamName == "prompt")
+        catch (Behemoth.Package.PromptTooLongException e)
         {
-            // too long for the context (or empty): the line's fault, not the job's
-            results.AppendError(line, e.Message.Split(" (Parameter")[0].Split("; shorten")[0]);
+            // too long for the context: the line's fault, not the job's
+            results.AppendError(line, e.Message);
             return (0, true);
         }
         results.AppendResult(line, text.ToString(), stats.GeneratedTokens, clock.ElapsedMilliseconds);

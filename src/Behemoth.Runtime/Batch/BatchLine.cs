@@ -125,12 +125,9 @@ public static class BatchInput
         try
         {
             var options = ApplyOptions(obj, defaults);
-            options.Validate();
+            if (options.FindOutOfRange() is var (option, _, reason))
+                return line with { Error = $"{OptionName(option)} {reason}" };
             return line with { Prompt = pv.GetValue<string>(), Options = options };
-        }
-        catch (ArgumentOutOfRangeException e)
-        {
-            return line with { Error = $"{OptionName(e.ParamName)} {e.Message.Split(" (Parameter")[0].Split(Environment.NewLine)[0]}" };
         }
         catch (FormatException e)
         {

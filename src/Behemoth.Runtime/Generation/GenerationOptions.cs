@@ -45,10 +45,20 @@ public sealed record GenerationOptions
     /// <see cref="TopK"/>, a negative or infinite <see cref="Temperature"/>, <see cref="TopP"/> outside (0, 1], a <see cref="RepetitionPenalty"/> not &gt; 0.</exception>
     public void Validate()
     {
-        if (MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "must not be negative");
-        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "must be a finite number ≥ 0");
-        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "must not be negative");
-        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "must be in (0, 1]");
-        if (!(RepetitionPenalty > 0) || float.IsInfinity(RepetitionPenalty)) throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "must be a finite number > 0");
+        if (FindOutOfRange() is var (option, value, reason)) throw new ArgumentOutOfRangeException(option, value, reason);
+    }
+
+    /// <summary>
+    /// The first option out of range, its value and what it must be (for example <c>TopP</c>, <c>0</c>, <c>must be in (0, 1]</c>),
+    /// or null when all are in range: what <see cref="Validate"/> throws for, for a caller that reports bad input itself.
+    /// </summary>
+    public (string Option, object Value, string Reason)? FindOutOfRange()
+    {
+        if (MaxNewTokens < 0) return (nameof(MaxNewTokens), MaxNewTokens, "must not be negative");
+        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) return (nameof(Temperature), Temperature, "must be a finite number ≥ 0");
+        if (TopK < 0) return (nameof(TopK), TopK, "must not be negative");
+        if (!(TopP > 0 && TopP <= 1)) return (nameof(TopP), TopP, "must be in (0, 1]");
+        if (!(RepetitionPenalty > 0) || float.IsInfinity(RepetitionPenalty)) return (nameof(RepetitionPenalty), RepetitionPenalty, "must be a finite number > 0");
+        return null;
     }
 }

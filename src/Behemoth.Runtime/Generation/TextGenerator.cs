@@ -15,7 +15,7 @@ public static class TextGenerator
     /// becomes final; the prompt itself is not returned. Default <paramref name="options"/>: greedy, 128 new tokens.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="options"/> are out of range (see <see cref="GenerationOptions.Validate"/>).</exception>
-    /// <exception cref="ArgumentException">The prompt does not fit the context and <see cref="GenerationOptions.Overflow"/> is <see cref="PromptOverflow.Refuse"/>.</exception>
+    /// <exception cref="Behemoth.Package.PromptTooLongException">The prompt does not fit the context and <see cref="GenerationOptions.Overflow"/> is <see cref="PromptOverflow.Refuse"/>.</exception>
     public static IAsyncEnumerable<string> GenerateAsync(DecoderSession session, Microsoft.ML.Tokenizers.Tokenizer tokenizer, string prompt,
         GenerationOptions? options = null, CancellationToken cancellationToken = default)
         => GenerateAsync(session, tokenizer, prompt, options, stats: null, cancellationToken);

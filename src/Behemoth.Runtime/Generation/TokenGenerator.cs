@@ -1,3 +1,4 @@
+using Behemoth.Package;
 using System.Runtime.CompilerServices;
 
 namespace Behemoth.Runtime.Generation;
@@ -14,7 +15,7 @@ public static class TokenGenerator
     /// Default <paramref name="options"/>: greedy, 128 new tokens.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="options"/> are out of range (see <see cref="GenerationOptions.Validate"/>).</exception>
-    /// <exception cref="ArgumentException">The prompt does not fit the context and <see cref="GenerationOptions.Overflow"/> is <see cref="PromptOverflow.Refuse"/>.</exception>
+    /// <exception cref="PromptTooLongException">The prompt does not fit the context and <see cref="GenerationOptions.Overflow"/> is <see cref="PromptOverflow.Refuse"/>.</exception>
     public static IAsyncEnumerable<int> GenerateAsync(DecoderSession session, IReadOnlyList<int> prompt, GenerationOptions? options = null,
         CancellationToken cancellationToken = default)
         => GenerateAsync(session, prompt, options, stats: null, cancellationToken);
@@ -77,14 +78,15 @@ public static class TokenGenerator
     }
 
     /// <summary>The prompt as it will run: checked against the room the context leaves for the new tokens.</summary>
+    /// <exception cref="ArgumentException">The prompt is empty (a programming error: it needs at least the beginning-of-sequence token).</exception>
+    /// <exception cref="PromptTooLongException">The prompt does not fit and <see cref="GenerationOptions.Overflow"/> is <see cref="PromptOverflow.Refuse"/>.</exception>
     public static int[] FitPrompt(IReadOnlyList<int> prompt, GenerationOptions options, int context)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty; give at least the beginning-of-sequence token", nameof(prompt));
         int room = Math.Max(1, context - options.MaxNewTokens);
         if (prompt.Count <= room) return prompt.ToArray();
         if (options.Overflow == PromptOverflow.Refuse)
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, but a context of {context} with max {options.MaxNewTokens} new tokens leaves room for {room}; "
-                + "shorten it, lower MaxNewTokens, or set Overflow = TruncateStart", nameof(prompt));
+            throw new PromptTooLongException(prompt.Count, room, context, options.MaxNewTokens);
         // keep the first token (the beginning-of-sequence marker) and the most recent ones
         return [prompt[0], .. prompt.Skip(prompt.Count - (room - 1))];
     }

@@ -30,7 +30,7 @@ internal sealed class AttentionBlock(GraphContext x)
 
     /// <summary>What each layer's KV cache must keep, for the manifest (the runtime sizes and trims its cache by it).</summary>
     public static IReadOnlyList<LayerKvCache> KvCacheLayout(DecoderConfig c, ExportOptions o) =>
-        c.Layers.Select(l => new LayerKvCache(l.Index, l.Attention.ToString().ToLowerInvariant(),
+        c.Layers.Select(l => new LayerKvCache(l.Index, l.Attention,
             l.Attention == AttentionKind.Full ? null : l.Window, UsesGroupQueryAttention(c, o, l))).ToArray();
 
     /// <summary>q, k, v = q_proj(x), k_proj(x), v_proj(x) [tokens, ·], with their biases where the config has them.</summary>

@@ -1,5 +1,6 @@
 using Behemoth.Formats.Config;
 using static Behemoth.Exporter.Export.Blocks.Ops;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Export.Blocks;
 

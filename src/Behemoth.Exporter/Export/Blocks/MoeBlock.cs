@@ -1,5 +1,6 @@
 using Behemoth.Formats.Config;
 using static Behemoth.Exporter.Export.Blocks.Ops;
+using Behemoth.Package;
 
 namespace Behemoth.Exporter.Export.Blocks;
 
@@ -17,7 +18,7 @@ internal static class MoeBlock
     /// dequantized weights on ONNX Runtime 1.31 (up to 0.8 on the golden logits), so int8 experts run as MatMulNBits.
     /// </summary>
     public static bool UsesFusedMoe(DecoderConfig c, ExportOptions o) =>
-        o.Moe == MoeForm.Fused && !(c.Moe.Router == RouterKind.TopKSigmoid && c.Moe.TopK > 1) && o.Quant != QuantKind.Int8;
+        o.Moe == MoeForm.Fused && !(c.Moe.Router == RouterKind.TopKSigmoid && c.Moe.TopK > 1) && o.Quant != WeightType.Int8;
 
     /// <summary>The routed experts' output [tokens, hidden] for x [tokens, hidden], under <c>router</c> and <c>experts</c>.</summary>
     public static string Routed(GraphContext x, int layer, string input)

@@ -1,18 +1,8 @@
+using Behemoth.Package;
+
 namespace Behemoth.Formats.Errors;
 
-/// <summary>
-/// The one exception family Behemoth raises for bad input. Messages are meant for a person: they name the
-/// file, the tensor or config field, and what was expected, so a CLI prints <see cref="Exception.Message"/> alone.
-/// </summary>
-public class BehemothException : Exception
-{
-    public BehemothException(string message) : base(message) { }
-
-    public BehemothException(string message, Exception? inner) : base(message, inner) { }
-
-    /// <summary>The file the problem was found in, when there is one.</summary>
-    public string? FilePath { get; init; }
-}
+// The family's base, BehemothException, lives in Behemoth.Package, so the exporter, the runtime and the command line share it.
 
 /// <summary>A safetensors file or checkpoint directory is malformed, truncated or inconsistent.</summary>
 public sealed class CheckpointFormatException : BehemothException
