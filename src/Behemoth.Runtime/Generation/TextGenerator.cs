@@ -55,7 +55,7 @@ public static class TextGenerator
             int keepTail = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
             // Decoding starts from the token before the new ones so that a leading space of the first new piece
             // survives (SentencePiece drops it at the start of a text).
-            int? previous = generator.Tokens.Count > 0 ? generator.Tokens[^1] : input.Length > 0 ? input.Span[^1] : null;
+            int? previous = input.Length > 0 ? input.Span[^1] : generator.Tokens.Count > 0 ? generator.Tokens[^1] : null;
             var stream = new TokenizerStream(tokenizer, previous);
             var held = new StringBuilder();     // decoded, not yet yielded
             string tail = "";                   // the end of what was yielded, where a stop string may have begun
