@@ -40,19 +40,20 @@ internal sealed class DeviceCarving : IDisposable
         _ => throw new BehemothException($"--distil '{value}' is not one of none, merge, refit"),
     };
 
-    public SizeModel Size(WeightType quant, int blockSize) => new(_model.Config, quant, blockSize);
+    public SizeModel Size(ExportOptions options) => new(_model.Config, options);
 
     /// <summary>The device's plan: scores by the criterion on its domain mix, then as many experts as its memory allows.</summary>
-    public PruningPlan Plan(DeviceSpec device, PruningCriterion criterion, int blockSize, int seed)
+    public PruningPlan Plan(DeviceSpec device, PruningCriterion criterion, ExportOptions options, int seed)
     {
         PruningPlan? plan = null;
-        Carver(seed).Carve(CarveTarget.ForDevice(device, _model.Config, blockSize, p => plan = p), criterion, Distillation.None);
+        Carver(seed).Carve(CarveTarget.ForDevice(device, _model.Config, options, p => plan = p), criterion, Distillation.None);
         return plan!;
     }
 
-    public ProfileSpec Carve(DeviceSpec device, PruningCriterion criterion, Distillation distillation, int blockSize, int seed,
+    /// <summary>The device's profile for an export with <paramref name="options"/> (sized as that export writes it).</summary>
+    public ProfileSpec Carve(DeviceSpec device, PruningCriterion criterion, Distillation distillation, ExportOptions options, int seed,
         IProgress<string>? progress, CancellationToken ct) =>
-        Carver(seed).Carve(CarveTarget.ForDevice(device, _model.Config, blockSize), criterion, distillation, progress, ct);
+        Carver(seed).Carve(CarveTarget.ForDevice(device, _model.Config, options), criterion, distillation, progress, ct);
 
     /// <summary>One carver per seed, so devices with common calibration domains share their activations.</summary>
     private ProfileCarver Carver(int seed)

@@ -64,7 +64,7 @@ internal static class ExportCommand
                     if (device.Quant != options.Quant)
                         throw new BehemothException($"{file}: device '{device.Name}' wants {device.Quantization} weights, the package is exported at "
                             + $"{options.QuantName}; export one package per precision (--quant {device.Quantization})");
-                    profiles.Add(carving.Carve(device, c, d, options.BlockSize, parse.GetValue(seed), progress, CancellationToken.None));
+                    profiles.Add(carving.Carve(device, c, d, options, parse.GetValue(seed), progress, CancellationToken.None));
                 }
                 options = options with { Profiles = profiles };
             }

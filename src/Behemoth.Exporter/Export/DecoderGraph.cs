@@ -119,10 +119,10 @@ internal abstract class DecoderGraph
         using (G.Scope("/model/logits_to_keep"))
             normed = G.Op("Slice", [normed, G.Op("Neg", [LogitsToKeep]), G.Int64Vector(long.MaxValue), G.Int64Vector(0)]);
         using var head = G.Scope("/lm_head");
-        var (o, w) = (X.O, X.W);
+        var w = X.W;
         float[] EmbedWeights() => w.Read(n.Embed, C.VocabSize, h);
         string logits;
-        if (C.TieWordEmbeddings && o.Quant is WeightType.Fp32 or WeightType.Fp16 && !o.SimulateQuantization)
+        if (C.TieWordEmbeddings && w.Storage.TiedHeadReadsEmbeddings)
             logits = Gemm(G, normed, embed);                        // the same table, no second copy
         else
             logits = C.TieWordEmbeddings
@@ -135,11 +135,11 @@ internal abstract class DecoderGraph
     /// <summary>The embedded rows [tokens, hidden], and the table as float32 where a tied fp32/fp16 lm_head reads it ("" otherwise).</summary>
     private (string Rows, string Table) Embeddings()
     {
-        var (n, o, w) = (C.Names, X.O, X.W);
+        var (n, w) = (C.Names, X.W);
         int h = C.HiddenSize;
         float[] EmbedWeights() => w.Read(n.Embed, C.VocabSize, h);
         string embed, rows;
-        if (o.Quant == WeightType.Fp32)
+        if (!w.Storage.HalfEmbeddings)
             rows = G.Op("Gather", [embed = w.Add(n.Embed, [C.VocabSize, h], EmbedWeights), InputIds]);
         else
         {
@@ -147,7 +147,7 @@ internal abstract class DecoderGraph
             // table would be folded into a float32 copy at load, twice the table's bytes in memory.
             string table = w.HalfTable(n.Embed, [C.VocabSize, h], EmbedWeights);
             rows = G.Op("Cast", [G.Op("Gather", [table, InputIds])], Attr(("to", (int)ElementType.Float)));
-            embed = C.TieWordEmbeddings && o.Quant == WeightType.Fp16 && !o.SimulateQuantization
+            embed = C.TieWordEmbeddings && w.Storage.TiedHeadReadsEmbeddings
                 ? G.Op("Cast", [table], Attr(("to", (int)ElementType.Float)))    // the fp16 output projection reads the same table
                 : "";
         }

@@ -25,6 +25,9 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
 
     public ExportOptions Options => options;
 
+    /// <summary>The storage rule the written tensors follow (and the planner predicts with).</summary>
+    public WeightStorage Storage { get; } = WeightStorage.Of(options);
+
     public IReadOnlyList<TensorQuantError> QuantErrors => _errors;
 
     /// <summary>The graph that nodes and initializer references go to; switched to build the next profile's graph.</summary>
@@ -87,8 +90,8 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
                 int blocks = BlockQuantizer.BlocksPerRow(inDim, bs), blockBytes = BlockQuantizer.BytesPerBlock(bits, bs);
                 if (!_stored.ContainsKey(onnxName + ".q"))
                 {
-                    var packed = new byte[(long)outDim * blocks * blockBytes];
-                    var scales = new float[outDim * blocks];
+                    var packed = new byte[Storage.PackedBytes(outDim, inDim)];
+                    var scales = new float[Storage.ScaleCount(outDim, inDim)];
                     Record(onnxName, BlockQuantizer.Quantize(weight(), outDim, inDim, bits, bs, packed, scales));
                     Store(onnxName + ".q", file.Append(packed));
                     Store(onnxName + ".scales", file.Append(MemoryMarshal.AsBytes(scales.AsSpan())));
@@ -152,8 +155,8 @@ internal sealed class WeightSource(Checkpoint checkpoint, WeightFile file, Graph
     {
         var buffer = new float[(long)rows * cols];
         int bits = options.Bits, bs = options.BlockSize;
-        var packed = quantized ? new byte[(long)rows * blocks * blockBytes] : [];
-        var scales = quantized ? new float[rows * blocks] : [];
+        var packed = quantized ? new byte[Storage.PackedBytes(rows, cols)] : [];
+        var scales = quantized ? new float[Storage.ScaleCount(rows, cols)] : [];
         var allScales = quantized ? new float[(long)count * rows * blocks] : [];
         var error = new QuantError();
         WeightRegion? first = null;

@@ -12,9 +12,16 @@ public sealed record CarveTarget(string Name, string Description, IReadOnlyDicti
 {
     /// <summary>A device's profile: as many experts as its memory allows (<paramref name="planned"/> sees the plan).</summary>
     public static CarveTarget ForDevice(DeviceSpec device, Formats.Config.DecoderConfig config, int blockSize = 32, Action<PruningPlan>? planned = null) =>
+        ForDevice(device, config, new ExportOptions { BlockSize = blockSize }, planned);
+
+    /// <summary>
+    /// A device's profile for an export with <paramref name="options"/>: sized at the device's precision with the
+    /// export's block size, MaxContext and layers, as the exporter will write it (<see cref="SizeModel"/>).
+    /// </summary>
+    public static CarveTarget ForDevice(DeviceSpec device, Formats.Config.DecoderConfig config, ExportOptions options, Action<PruningPlan>? planned = null) =>
         new(device.Name, string.IsNullOrEmpty(device.Description) ? $"device {device.Name}" : device.Description, device.Domains, scores =>
         {
-            var plan = PruningPlanner.ForDevice(device, scores, config.Moe.TopK, new SizeModel(config, device.Quant, blockSize));
+            var plan = PruningPlanner.ForDevice(device, scores, config.Moe.TopK, new SizeModel(config, options with { Quant = device.Quant, Profiles = [] }));
             planned?.Invoke(plan);
             return plan.Kept.ToDictionary(p => p.Key, p => p.Value);
         });

@@ -5,43 +5,60 @@ using Behemoth.Package;
 namespace Behemoth.Exporter.Pruning;
 
 /// <summary>
-/// What a package's weights and KV cache take, computed from the config the way the exporter stores them: the
-/// bytes every profile needs (embeddings, attention, norms, routers, shared experts, dense layers) and the bytes of
-/// one routed expert, at a precision. Alignment padding is left out (at most 4 KiB per tensor).
+/// What a profile's weights and KV cache take, from the config and the export's options, by the storage rule the
+/// exporter writes with (<see cref="WeightStorage"/>): the bytes every profile references (embeddings, attention,
+/// norms, shared experts, dense layers, output projection, RoPE tables up to <see cref="ExportOptions.MaxContext"/>)
+/// and the bytes one kept routed expert adds (its matrices and its router row: a pruned profile's router holds the
+/// rows of its kept experts only). <c>NonExpert + kept · PerExpert</c> is the manifest's <c>weight_bytes</c> of
+/// that profile, exactly (padding between tensors is in neither).
 /// </summary>
-public sealed class SizeModel(DecoderConfig c, WeightType quant, int blockSize = 32)
+public sealed class SizeModel
 {
-    /// <summary>Bytes of one nn.Linear weight [outDim, inDim] in the export's precision (with its block scales).</summary>
-    public long Linear(long outDim, long inDim) => quant switch
+    private readonly DecoderConfig _c;
+    private readonly ExportOptions _options;
+
+    /// <summary>The sizes of an export of <paramref name="config"/> with <paramref name="options"/> (its precision, block size, MaxContext, layers).</summary>
+    public SizeModel(DecoderConfig config, ExportOptions options)
     {
-        WeightType.Fp32 => outDim * inDim * 4,
-        WeightType.Fp16 => outDim * inDim * 2,
-        _ => outDim * ((inDim + blockSize - 1) / blockSize) * (blockSize * (quant == WeightType.Int4 ? 4 : 8) / 8 + 4),
-    };
+        _c = options.Layers is int keep && keep >= 1 && keep <= config.NumLayers ? config with { Layers = config.Layers.Take(keep).ToArray() } : config;
+        _options = options;
+        Storage = WeightStorage.Of(options);
+    }
 
-    public long PerExpert => Linear(2L * c.Moe.ExpertIntermediate, c.HiddenSize) + Linear(c.HiddenSize, c.Moe.ExpertIntermediate);
+    /// <summary>The sizes of an export at <paramref name="quant"/> and <paramref name="blockSize"/> with the other options at their defaults.</summary>
+    public SizeModel(DecoderConfig config, WeightType quant, int blockSize = 32) : this(config, new ExportOptions { Quant = quant, BlockSize = blockSize }) { }
 
+    public WeightStorage Storage { get; }
+
+    /// <summary>Bytes of one nn.Linear weight [outDim, inDim] in the export's precision (with its block scales).</summary>
+    public long Linear(long outDim, long inDim) => Storage.Linear(outDim, inDim);
+
+    /// <summary>One routed expert: gate and up [intermediate, hidden] (fused: fc1 [2·intermediate, hidden]), down [hidden, intermediate], its router row.</summary>
+    public long PerExpert =>
+        Linear(2L * _c.Moe.ExpertIntermediate, _c.HiddenSize) + Linear(_c.HiddenSize, _c.Moe.ExpertIntermediate) + WeightStorage.Float(_c.HiddenSize);
+
+    /// <summary>Bytes every profile references, whatever experts it keeps.</summary>
     public long NonExpert
     {
         get
         {
+            var c = _c;
             long h = c.HiddenSize, d = c.HeadDim, q = c.NumHeads * d, kv = c.NumKvHeads * d;
-            long total = c.VocabSize * h * (quant == WeightType.Fp32 ? 4 : 2);                   // embeddings (fp16 when quantized)
-            if (!c.TieWordEmbeddings || quant is WeightType.Int4 or WeightType.Int8) total += Linear(c.VocabSize, h);   // output projection
-            total += h * 4;                                                                      // final norm
-            int positions = Math.Min(c.MaxPositionEmbeddings, new ExportOptions().MaxContext);
-            if (c.Layers.Any(l => l.UseRope)) total += 2L * positions * (d / 2) * 4;            // RoPE tables
+            long total = Storage.Embeddings(c.VocabSize, h) + Storage.OutputProjection(c);
+            total += WeightStorage.Float(h);                                                      // final norm
+            long positions = Math.Min(c.MaxPositionEmbeddings, _options.MaxContext);
+            if (c.Layers.Any(l => l.UseRope)) total += 2 * WeightStorage.Float(positions * (d / 2));   // RoPE cos and sin tables
             foreach (var l in c.Layers)
             {
-                total += Linear(q, h) + 2 * Linear(kv, h) + Linear(h, q) + 2 * h * 4;             // attention, two norms
-                if (c.QkvBias) total += (q + 2 * kv) * 4;
-                if (l.QkNorm is QkNormKind.ProjectionRms) total += (q + kv) * 4;
-                if (l.QkNorm is QkNormKind.PerHeadRms) total += 2 * d * 4;
+                total += Linear(q, h) + 2 * Linear(kv, h) + Linear(h, q) + 2 * WeightStorage.Float(h);   // attention, two norms
+                if (c.QkvBias) total += WeightStorage.Float(q + 2 * kv);
+                if (c.OutputBias) total += WeightStorage.Float(h);
+                if (l.QkNorm is QkNormKind.ProjectionRms) total += WeightStorage.Float(q + kv);
+                if (l.QkNorm is QkNormKind.PerHeadRms) total += WeightStorage.Float(2 * d);
                 if (l.FeedForward == FeedForwardKind.Moe)
                 {
-                    total += (long)c.Moe.NumExperts * h * 4;                                     // router (fp32)
                     if (c.Moe.SharedIntermediate > 0) total += 2 * Linear(c.Moe.SharedIntermediate, h) + Linear(h, c.Moe.SharedIntermediate);
-                    if (c.Moe.SharedExpertSigmoidGate) total += h * 4;
+                    if (c.Moe.SharedExpertSigmoidGate) total += WeightStorage.Float(h);
                 }
                 else
                     total += 2 * Linear(l.DenseIntermediate, h) + Linear(h, l.DenseIntermediate);
@@ -50,7 +67,10 @@ public sealed class SizeModel(DecoderConfig c, WeightType quant, int blockSize =
         }
     }
 
+    /// <summary>Weight bytes of a profile keeping <paramref name="keptExperts"/> routed experts in all (over every MoE layer).</summary>
+    public long Profile(long keptExperts) => NonExpert + keptExperts * PerExpert;
+
     /// <summary>Float32 keys and values of one sequence of <paramref name="tokens"/>: chunked and sliding layers hold one window at most.</summary>
     public long KvCache(int tokens) =>
-        Package.ProfileSelection.KvCacheBytes(Export.Blocks.AttentionBlock.KvCacheLayout(c, new ExportOptions()), c.NumLayers, c.NumKvHeads, c.HeadDim, tokens);
+        ProfileSelection.KvCacheBytes(Export.Blocks.AttentionBlock.KvCacheLayout(_c, _options), _c.NumLayers, _c.NumKvHeads, _c.HeadDim, tokens);
 }

@@ -4,6 +4,12 @@ namespace Behemoth.Formats.Description;
 /// A weight precision for size estimates. Quantized formats are block-wise with one float16 scale per block
 /// (ONNX Runtime's MatMulNBits layout, symmetric, 32 weights per block by default); routers, norms and biases
 /// stay float32 at every precision.
+/// This is <c>behemoth inspect</c>'s <b>estimate</b> for any published checkpoint, from its config alone (int4 is 4.5
+/// bits a weight, every tensor but the full-precision ones quantized, no per-row block padding), and the figures it
+/// prints are compared with published sizes. It is not what a Behemoth package stores: the exporter, <c>behemoth
+/// plan</c> and device carving share the exact rule of Behemoth.Exporter's <c>WeightStorage</c> (float32 scales,
+/// rows padded to whole blocks, the embedding table float16 when quantized, RoPE tables to the export's MaxContext),
+/// which this assembly cannot reference (the exporter depends on it, not the other way).
 /// </summary>
 public sealed record WeightPrecision(string Name, int Bits, int BlockSize = 0)
 {
