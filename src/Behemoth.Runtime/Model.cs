@@ -150,10 +150,12 @@ public sealed class Model : IDisposable
     /// </summary>
     public BehemothChatClient AsChatClient(BehemothChatClientOptions? options = null, ILogger? logger = null, RuntimeMetrics? metrics = null)
     {
-        options ??= new BehemothChatClientOptions();
-        if (ReferenceEquals(options.PromptFormatter, ChatPromptFormatter.Plain))
-            options.PromptFormatter = ChatPromptFormatter.FromTemplate(ChatTemplate, Tokenizer.Loaded);
-        return new BehemothChatClient(Session, Tokenizer.Inner, options, logger, metrics);
+        // the package's template unless the caller chose a formatter; the caller's options object is left as it is
+        var used = new BehemothChatClientOptions { Generation = options?.Generation ?? new(), ModelId = options?.ModelId };
+        used.PromptFormatter = options is not null && !ReferenceEquals(options.PromptFormatter, ChatPromptFormatter.Plain)
+            ? options.PromptFormatter
+            : ChatPromptFormatter.FromTemplate(ChatTemplate, Tokenizer.Loaded);
+        return new BehemothChatClient(Session, Tokenizer.Inner, used, logger, metrics);
     }
 
     /// <summary>Frees the session (waiting for or terminating runs in flight); idempotent.</summary>

@@ -1,3 +1,4 @@
+using Behemoth.Formats.Config;
 using static Behemoth.Exporter.Export.Blocks.Ops;
 
 namespace Behemoth.Exporter.Export.Blocks;
@@ -42,4 +43,30 @@ internal static class FeedForward
         string gate = x.G.Op("Sigmoid", [Gemm(x.G, input, x.W.Float(GraphContext.L(n.SharedExpertGate!, layer), 1, x.C.HiddenSize))]);
         return x.G.Op("Mul", [shared, gate]);
     }
+
+    /// <summary>
+    /// A decoder layer's feed-forward: its dense MLP, or, under <c>moe</c>, the routed experts plus the architecture's
+    /// shared expert when it has one (<paramref name="shared"/>).
+    /// </summary>
+    public static string ForLayer(GraphContext x, LayerSpec layer, string input, SharedExpertKind shared)
+    {
+        if (layer.FeedForward == FeedForwardKind.Dense) return Dense(x, layer.Index, input, layer.DenseIntermediate);
+        using var scope = x.G.Scope("moe");
+        string routed = MoeBlock.Routed(x, layer.Index, input);
+        if (shared == SharedExpertKind.None) return routed;
+        return x.G.Op("Add", [routed, SharedExpert(x, layer.Index, input, sigmoidGate: shared == SharedExpertKind.SigmoidGated)]);
+    }
+}
+
+/// <summary>Whether an architecture's MoE layers add a shared expert to the routed ones, and how.</summary>
+internal enum SharedExpertKind
+{
+    /// <summary>Routed experts only (Mixtral, Qwen3-MoE, OLMoE).</summary>
+    None,
+
+    /// <summary>Plus the shared expert as is (Llama 4).</summary>
+    Plain,
+
+    /// <summary>Plus the shared expert scaled by sigmoid(shared_expert_gate(x)) (Qwen2-MoE).</summary>
+    SigmoidGated,
 }

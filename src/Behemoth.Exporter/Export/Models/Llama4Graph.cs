@@ -44,13 +44,6 @@ internal sealed class Llama4Graph(GraphContext x) : DecoderGraph(x)
         return Attn.Attend(layer, q, k, v, rotate: layer.UseRope && !normAfterRope);
     }
 
-    protected override string FeedForward(LayerSpec layer, string hidden)
-    {
-        if (layer.FeedForward == FeedForwardKind.Dense)
-            return Blocks.FeedForward.Dense(X, layer.Index, hidden, layer.DenseIntermediate);
-        using var scope = G.Scope("moe");
-        string routed = MoeBlock.Routed(X, layer.Index, hidden);
-        string shared = Blocks.FeedForward.SharedExpert(X, layer.Index, hidden, sigmoidGate: false);
-        return G.Op("Add", [routed, shared]);
-    }
+    protected override string FeedForward(LayerSpec layer, string hidden) =>
+        Blocks.FeedForward.ForLayer(X, layer, hidden, SharedExpertKind.Plain);
 }

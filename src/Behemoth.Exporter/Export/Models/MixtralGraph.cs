@@ -17,8 +17,6 @@ internal sealed class MixtralGraph(GraphContext x) : DecoderGraph(x)
         return Attn.Attend(layer, q, k, v, rotate: true);
     }
 
-    protected override string FeedForward(LayerSpec layer, string hidden)
-    {
-        using (G.Scope("moe")) return MoeBlock.Routed(X, layer.Index, hidden);
-    }
+    protected override string FeedForward(LayerSpec layer, string hidden) =>
+        Blocks.FeedForward.ForLayer(X, layer, hidden, SharedExpertKind.None);
 }

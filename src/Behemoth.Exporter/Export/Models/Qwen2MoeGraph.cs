@@ -17,13 +17,6 @@ internal sealed class Qwen2MoeGraph(GraphContext x) : DecoderGraph(x)
         return Attn.Attend(layer, q, k, v, rotate: true);
     }
 
-    protected override string FeedForward(LayerSpec layer, string hidden)
-    {
-        if (layer.FeedForward == FeedForwardKind.Dense)
-            return Blocks.FeedForward.Dense(X, layer.Index, hidden, layer.DenseIntermediate);
-        using var scope = G.Scope("moe");
-        string routed = MoeBlock.Routed(X, layer.Index, hidden);
-        string shared = Blocks.FeedForward.SharedExpert(X, layer.Index, hidden, sigmoidGate: true);
-        return G.Op("Add", [routed, shared]);
-    }
+    protected override string FeedForward(LayerSpec layer, string hidden) =>
+        Blocks.FeedForward.ForLayer(X, layer, hidden, SharedExpertKind.SigmoidGated);
 }

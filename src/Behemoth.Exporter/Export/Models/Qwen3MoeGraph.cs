@@ -21,10 +21,6 @@ internal sealed class Qwen3MoeGraph(GraphContext x) : DecoderGraph(x)
         return Attn.Attend(layer, q, k, v, rotate: true);
     }
 
-    protected override string FeedForward(LayerSpec layer, string hidden)
-    {
-        if (layer.FeedForward == FeedForwardKind.Dense)
-            return Blocks.FeedForward.Dense(X, layer.Index, hidden, layer.DenseIntermediate);
-        using (G.Scope("moe")) return MoeBlock.Routed(X, layer.Index, hidden);
-    }
+    protected override string FeedForward(LayerSpec layer, string hidden) =>
+        Blocks.FeedForward.ForLayer(X, layer, hidden, SharedExpertKind.None);
 }
