@@ -10,7 +10,7 @@ namespace Behemoth.Bench;
 /// <summary>
 /// <c>generation-overhead</c>: how much of a text generation's time is spent outside ONNX Runtime's runs (binding,
 /// copying logits, sampling, detokenizing, thread hops), end to end through <see cref="TextGenerator"/> as an app
-/// calls it: greedy and sampled (temperature 0.8, top-p 0.9), median of the runs after a warm-up.
+/// calls it: greedy and sampled (temperature 0.8, top-p 0.9), median of the runs after two seconds of warm-up.
 /// </summary>
 internal static class GenerationOverhead
 {
@@ -37,8 +37,13 @@ internal static class GenerationOverhead
             {
                 var shares = new List<double>();
                 var perToken = new List<double>();
-                for (int r = 0; r <= parse.GetValue(runs); r++)
+                // warm-up: generations for two seconds first, so that the JIT has compiled the hot paths fully
+                // (.NET starts methods unoptimised and recompiles those called often): steady state is measured
+                var warming = Stopwatch.StartNew();
+                for (int r = 0; shares.Count < parse.GetValue(runs) && r < 1000; r++)
                 {
+                    bool warmUp = warming.IsRunning && warming.Elapsed < TimeSpan.FromSeconds(2);
+                    if (!warmUp) warming.Stop();
                     // the decode phase: from the first text piece (the prefill and setup are behind) to the last
                     var stats = new GenerationStats();
                     TimeSpan inRun = default;
@@ -48,7 +53,7 @@ internal static class GenerationOverhead
                         if (started == 0) (started, inRun, firstTokens) = (Stopwatch.GetTimestamp(), session.RunTime, stats.GeneratedTokens);
                     double total = Stopwatch.GetElapsedTime(started).TotalSeconds, run = (session.RunTime - inRun).TotalSeconds;
                     int steps = stats.GeneratedTokens - firstTokens;
-                    if (r == 0 || steps < 8) continue;       // warm-up, or too short to measure
+                    if (warmUp || steps < 8) continue;       // warm-up, or too short to measure
                     shares.Add((total - run) / total);
                     perToken.Add((total - run) / steps * 1e3);
                 }

@@ -26,8 +26,6 @@ public sealed class DecoderSession : IDisposable
         _session = session;
         // an input with a default is an overridable initializer to ONNX Runtime, listed apart from the inputs
         _logitsToKeep = session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep) || session.OverridableInitializerMetadata.ContainsKey(GraphNames.LogitsToKeep);
-        _bindingOrder = [GraphNames.Logits, .. Enumerable.Range(0, manifest.Model.NumLayers).SelectMany(l => new[] { GraphNames.PresentKey(l), GraphNames.PresentValue(l) })];
-        _bindingIndex = _bindingOrder.Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i, StringComparer.Ordinal);
         _ones = new long[manifest.Model.ContextLength];
         Array.Fill(_ones, 1L);
     }
@@ -39,10 +37,9 @@ public sealed class DecoderSession : IDisposable
     /// <summary>Whether the graph computes only the rows asked for (<see cref="GraphNames.LogitsToKeep"/>).</summary>
     internal bool KeepsOnlyLastLogits => _logitsToKeep;
     private readonly long[] _ones;
-    private readonly string[] _bindingOrder;
-    private readonly Dictionary<string, int> _bindingIndex;
-    private volatile bool _outputsInBindingOrder;
-    private static readonly long[] KeepLast = [1];
+    private readonly HashSet<SequenceBinding> _bindings = [];
+    private static readonly long[] KeepLast = [1], KeepAll = [0];
+    private readonly OrtValue KeepLastValue = OrtValue.CreateTensorValueFromMemory(KeepLast, [1]), KeepAllValue = OrtValue.CreateTensorValueFromMemory(KeepAll, [1]);
 
     /// <summary>The package folder the session was opened from.</summary>
     public string Directory { get; }
@@ -157,7 +154,7 @@ public sealed class DecoderSession : IDisposable
         // the leases keep the native session and the cache's buffers alive until this call has left native code
         using var sessionLease = _lifetime.Enter(this);
         using var cacheLease = cache.Enter();
-        using var logits = Run(tokens, cache, lastOnly: false, cancellationToken);
+        using var logits = Run(tokens, cache, lastOnly: false, cancellationToken)!;
         return logits.GetTensorDataAsSpan<float>().ToArray();
     }
 
@@ -175,12 +172,15 @@ public sealed class DecoderSession : IDisposable
         using var sessionLease = _lifetime.Enter(this);
         using var cacheLease = cache.Enter();
         using var logits = Run(tokens, cache, lastOnly: true, cancellationToken);
-        var all = logits.GetTensorDataAsSpan<float>();
-        all[^Shape.VocabSize..].CopyTo(destination);
+        if (logits is null) cache.Binding!.LastLogits.CopyTo(destination);     // the graph wrote the last row into the bound buffer
+        else logits.GetTensorDataAsSpan<float>()[^Shape.VocabSize..].CopyTo(destination);
     }
 
-    /// <summary>One run of the graph, with the leases held by the caller; returns the logits output (the caller's to dispose).</summary>
-    private OrtValue Run(ReadOnlySpan<int> tokens, KvCache cache, bool lastOnly, CancellationToken cancellationToken)
+    /// <summary>
+    /// One run of the graph, with the leases held by the caller. Returns the logits output (the caller's to dispose),
+    /// or null when only the last row was computed, into the sequence binding's buffer.
+    /// </summary>
+    private OrtValue? Run(ReadOnlySpan<int> tokens, KvCache cache, bool lastOnly, CancellationToken cancellationToken)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
         int seq = tokens.Length, past = cache.Length, total = past + seq;
@@ -191,37 +191,34 @@ public sealed class DecoderSession : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary [0, {Shape.VocabSize})");
         cancellationToken.ThrowIfCancellationRequested();
 
-        var ids = new long[seq];
-        var positions = new long[seq];
-        for (int i = 0; i < seq; i++) (ids[i], positions[i]) = (tokens[i], past + i);
-        // every position is seen: one buffer of ones per session, as long as the context, sliced per step
-        var mask = new Memory<long>(_ones, 0, total);
-
-        // IOBinding: the cache binds its own buffers (in place for GroupQueryAttention layers) and takes the presents
-        // ONNX Runtime allocates for the others, so no key or value is copied through managed arrays here.
-        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, [1, seq]);
-        using var maskValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, mask, [1, total]);
-        using var positionsValue = OrtValue.CreateTensorValueFromMemory(positions, [1, seq]);
-        using var binding = _session.CreateIoBinding();
-        binding.BindInput(GraphNames.InputIds, idsValue);
-        binding.BindInput(GraphNames.AttentionMask, maskValue);
-        binding.BindInput(GraphNames.PositionIds, positionsValue);
-        using var keepValue = lastOnly && _logitsToKeep ? OrtValue.CreateTensorValueFromMemory(KeepLast, [1]) : null;
-        if (keepValue is not null) binding.BindInput(GraphNames.LogitsToKeep, keepValue);
-        binding.BindOutputToDevice(GraphNames.Logits, OrtMemoryInfo.DefaultInstance);
-        for (int l = 0; l < Shape.NumLayers; l++) cache.Bind(binding, l, total);
+        // IOBinding, one per sequence and kept between runs: the cache binds its own buffers (in place for
+        // GroupQueryAttention layers) and takes the presents ONNX Runtime allocates for the others, so no key or value
+        // is copied through managed arrays here, and a decode step rebinds only what changed.
+        var binding = BindingOf(cache);
+        binding.BindTokens(tokens, past);
+        // every position is seen: one buffer of ones per session, as long as the context, viewed per step
+        binding.BindMask(_ones, total);
+        bool lastRowOnly = lastOnly && _logitsToKeep;
+        if (_logitsToKeep) binding.BindKeep(lastRowOnly ? KeepLastValue : KeepAllValue);
+        binding.BindLogits(lastRowOnly);
+        bool appending = false;
+        for (int l = 0; l < Shape.NumLayers; l++)
+        {
+            cache.Bind(binding, l, total);
+            appending |= !cache.IsShared(l);
+        }
 
         using var runOptions = new RunOptions();
         using var sessionRun = _lifetime.Track(runOptions);
         using var cacheRun = cache.Track(runOptions);
-        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        using var registration = cancellationToken.CanBeCanceled ? cancellationToken.Register(() => runOptions.Terminate = true) : default;
         try
         {
             RunStarting?.Invoke();
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
-                _session.RunWithBinding(runOptions, binding);
+                _session.RunWithBinding(runOptions, binding.Binding);
             }
             finally
             {
@@ -237,30 +234,50 @@ public sealed class DecoderSession : IDisposable
         ThrowIfDisposing(cache);
         cancellationToken.ThrowIfCancellationRequested();
 
-        // Outputs come back in the order they were bound (logits, then each layer's key and value). Reading their names
-        // costs a string per output per step, so they are read and checked against that order on the first run only.
-        string[]? names = _outputsInBindingOrder ? null : binding.GetOutputNames();
-        if (names is not null && names.SequenceEqual(_bindingOrder)) (_outputsInBindingOrder, names) = (true, null);
-        var outputs = binding.GetOutputValues();
+        // A step on GroupQueryAttention layers only, into the bound logits buffer, has nothing to take.
+        if (lastRowOnly && !appending)
+        {
+            cache.Length = total;
+            return null;
+        }
+        try
+        {
+            return TakeOutputs(binding, cache, total, lastRowOnly);
+        }
+        finally
+        {
+            binding.AfterRun();
+        }
+    }
+
+    /// <summary>The presents of the appending layers go to the cache; returns the logits ONNX Runtime allocated, if any.</summary>
+    private OrtValue? TakeOutputs(SequenceBinding binding, KvCache cache, int total, bool lastRowOnly)
+    {
+        var names = binding.OutputNames();
+        var outputs = binding.Binding.GetOutputValues();
         var taken = new bool[outputs.Count];
-        int Index(string name) => names is null ? _bindingIndex[name] : Array.IndexOf(names, name);
+        int Index(string name)
+        {
+            for (int i = 0; i < names.Count; i++) if (names[i] == name) return i;
+            throw new InvalidOperationException($"ONNX Runtime returned no output '{name}'");
+        }
         int logitsIndex = Index(GraphNames.Logits);
-        taken[logitsIndex] = true;      // returned to the caller
+        if (!lastRowOnly) taken[logitsIndex] = true;      // returned to the caller
         try
         {
             for (int l = 0; l < Shape.NumLayers; l++)
             {
-                int k = Index(GraphNames.PresentKey(l)), v = Index(GraphNames.PresentValue(l));
                 if (cache.IsShared(l)) continue;        // written in place
+                int k = Index(GraphNames.PresentKey(l)), v = Index(GraphNames.PresentValue(l));
                 cache.Accept(l, outputs[k], outputs[v], total);
                 taken[k] = taken[v] = true;
             }
             cache.Length = total;
-            return outputs[logitsIndex];
+            return lastRowOnly ? null : outputs[logitsIndex];
         }
         catch
         {
-            outputs[logitsIndex].Dispose();
+            if (!lastRowOnly) outputs[logitsIndex].Dispose();
             throw;
         }
         finally
@@ -268,6 +285,23 @@ public sealed class DecoderSession : IDisposable
             for (int i = 0; i < outputs.Count; i++)
                 if (!taken[i]) outputs[i].Dispose();
         }
+    }
+
+    /// <summary>The cache's binding, made on its first run here (or again when another session of the package runs it).</summary>
+    private SequenceBinding BindingOf(KvCache cache)
+    {
+        if (cache.Binding is { } existing && ReferenceEquals(existing.Owner, this)) return existing;
+        cache.Binding?.Dispose();
+        var binding = new SequenceBinding(this, _session.CreateIoBinding(), Shape.VocabSize, Shape.NumLayers);
+        lock (_bindings) _bindings.Add(binding);
+        cache.Binding = binding;
+        return binding;
+    }
+
+    /// <summary>A binding was freed (with its cache): the session no longer frees it.</summary>
+    internal void Forget(SequenceBinding binding)
+    {
+        lock (_bindings) _bindings.Remove(binding);
     }
 
     private void ThrowIfDisposing(KvCache cache)
@@ -281,5 +315,14 @@ public sealed class DecoderSession : IDisposable
     /// Terminates the Forward calls in flight, waits for them to end, then frees the native session. Idempotent and
     /// thread-safe: a second call waits for the first to finish. Do not call it from inside a Forward on this session.
     /// </summary>
-    public void Dispose() => _lifetime.Dispose(_session.Dispose);
+    public void Dispose() => _lifetime.Dispose(() =>
+    {
+        // the caches' bindings first: an IoBinding must not outlive the session it was made from
+        SequenceBinding[] bindings;
+        lock (_bindings) bindings = [.. _bindings];
+        foreach (var binding in bindings) binding.Dispose();
+        KeepLastValue.Dispose();
+        KeepAllValue.Dispose();
+        _session.Dispose();
+    });
 }

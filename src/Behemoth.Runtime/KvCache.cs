@@ -38,7 +38,7 @@ public sealed class KvCache : IDisposable
         for (int l = 0; l < shape.NumLayers; l++)
         {
             var info = layout?.FirstOrDefault(x => x.Layer == l);
-            _layers[l] = new LayerCache(info?.Attention ?? AttentionKind.Full, info?.Window ?? 0, info?.SharedBuffer ?? false);
+            _layers[l] = new LayerCache(info?.Attention ?? AttentionKind.Full, info?.Window ?? 0, info?.SharedBuffer ?? false, _kvHeads * _headDim);
             if (_layers[l].Shared) _layers[l].Allocate(_kvHeads, initial, _headDim);
             else _layers[l].SetPast(Empty(), Empty(), 0);
         }
@@ -69,29 +69,26 @@ public sealed class KvCache : IDisposable
 
     internal bool IsShared(int layer) => _layers[layer].Shared;
 
-    internal void Bind(OrtIoBinding binding, int layer, int newTotal)
+    /// <summary>The binding the sequence's runs reuse (made by the session that runs it; freed with the cache).</summary>
+    internal SequenceBinding? Binding { get; set; }
+
+    internal void Bind(SequenceBinding binding, int layer, int newTotal)
     {
         var c = _layers[layer];
         if (c.Shared)
         {
             if (newTotal > c.Capacity) BytesCopied += c.Grow(_kvHeads, Math.Min(_maxCapacity, Math.Max(newTotal, 2 * c.Capacity)), _headDim, Length);
-            binding.BindInput(GraphNames.PastKey(layer), c.Key!);
-            binding.BindInput(GraphNames.PastValue(layer), c.Value!);
-            binding.BindOutput(GraphNames.PresentKey(layer), c.Key!);
-            binding.BindOutput(GraphNames.PresentValue(layer), c.Value!);
+            binding.BindShared(layer, c.Key!, c.Value!);
             return;
         }
-        binding.BindInput(GraphNames.PastKey(layer), c.Key!);
-        binding.BindInput(GraphNames.PastValue(layer), c.Value!);
-        binding.BindOutputToDevice(GraphNames.PresentKey(layer), OrtMemoryInfo.DefaultInstance);
-        binding.BindOutputToDevice(GraphNames.PresentValue(layer), OrtMemoryInfo.DefaultInstance);
+        binding.BindAppending(layer, c.Key!, c.Value!);
     }
 
     /// <summary>Takes the presents ONNX Runtime allocated for an appending layer (ownership passes to the cache).</summary>
     internal void Accept(int layer, OrtValue presentKey, OrtValue presentValue, int newTotal)
     {
         var c = _layers[layer];
-        int held = (int)presentKey.GetTensorTypeAndShape().Shape[2];
+        int held = c.PastLength + (newTotal - Length);       // the graph's Concat: the past, then this run's positions
         int keep = c.Keep(newTotal);
         if (keep >= held)
         {
@@ -159,10 +156,11 @@ public sealed class KvCache : IDisposable
     /// </summary>
     public void Dispose() => _lifetime.Dispose(() =>
     {
+        Binding?.Dispose();
         foreach (var l in _layers) l.Dispose();
     });
 
-    private sealed class LayerCache(AttentionKind attention, int window, bool shared) : IDisposable
+    private sealed class LayerCache(AttentionKind attention, int window, bool shared, int floatsPerPosition) : IDisposable
     {
         public bool Shared { get; } = shared;
         public OrtValue? Key { get; private set; }
@@ -209,8 +207,8 @@ public sealed class KvCache : IDisposable
         {
             Replace(key, value);
             PastLength = length;
-            var dims = key.GetTensorTypeAndShape().Shape;
-            _bytes = 2L * dims.Aggregate(1L, (a, b) => a * b) * sizeof(float);
+            // no shape query (a native call per layer per step): a past holds [1, kv_heads, length, head_dim] floats
+            _bytes = 2L * length * floatsPerPosition * sizeof(float);
         }
 
         private void Replace(OrtValue key, OrtValue value)

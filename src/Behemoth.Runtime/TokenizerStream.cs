@@ -10,6 +10,11 @@ public sealed class TokenizerStream
     // The window starts a few ids back so that merges and leading spaces decode as they do in the full text.
     private const int Context = 4;
 
+    // A character takes at most four byte pieces; past this many ids still not decoding to new whole text, the bytes are
+    // not a character being completed (stray continuation bytes a sampled model emits): they are given out as they
+    // decode (U+FFFD included), so the window stays short and a step costs the same however long the output.
+    private const int MaxHeld = 8;
+
     private readonly Func<IEnumerable<int>, string> _decode;
     private readonly List<int> _ids = [];
     private int _prefix;      // first id of the decoding window
@@ -19,8 +24,12 @@ public sealed class TokenizerStream
     internal TokenizerStream(Tokenizer tokenizer, int? previousToken) : this(tokenizer.Inner, previousToken) { }
 
     internal TokenizerStream(Microsoft.ML.Tokenizers.Tokenizer tokenizer, int? previousToken)
+        : this(ids => tokenizer.Decode(ids) ?? "", previousToken) { }
+
+    /// <summary>Over any decode function (tests count the ids it is given).</summary>
+    internal TokenizerStream(Func<IEnumerable<int>, string> decode, int? previousToken)
     {
-        _decode = ids => tokenizer.Decode(ids) ?? "";
+        _decode = decode;
         if (previousToken is int id)
         {
             _ids.Add(id);
@@ -34,8 +43,15 @@ public sealed class TokenizerStream
         _ids.Add(id);
         string before = _before ??= DecodeRange(_prefix, _read);
         string after = DecodeRange(_prefix, _ids.Count);
-        if (after.Length <= before.Length || after.EndsWith('\uFFFD') || !after.StartsWith(before, StringComparison.Ordinal))
-            return "";
+        bool extends = after.Length > before.Length && after.StartsWith(before, StringComparison.Ordinal);
+        if (!extends || after.EndsWith('\uFFFD'))
+        {
+            if (_ids.Count - _read < MaxHeld) return "";
+            // held too long: give out what decodes now and start the window again after it
+            string held = extends ? after[before.Length..] : "";
+            (_read, _prefix, _before) = (_ids.Count, Math.Max(0, _ids.Count - Context), null);
+            return held;
+        }
         string text = after[before.Length..];
         _read = _ids.Count;
         // the window moves forward in jumps, so most steps decode once: the text just decoded is the next "before"

@@ -104,6 +104,53 @@ public sealed class KvCacheTests
         Assert.InRange(cache.BytesCopied, 1, 6 * perChunkCopy);
     }
 
+    [Fact]
+    public void One_sequence_binding_serves_any_mix_of_calls_and_sessions()
+    {
+        // The binding a cache keeps between runs (tokens, mask, last-row logits, in-place layers) must not leak one
+        // call's state into the next: prefills and single steps, every row and the last row only, a GroupQueryAttention
+        // buffer that grows, and a second session of the package taking the sequence over.
+        using var temp = new TempDirectory();
+        string dir = TestPaths.Golden("llama4");
+        PackageExporter.Export(dir, temp.File("pkg"), new ExportOptions(), overwrite: false);
+        int[] ids = ReadIds(dir);
+        int vocab;
+        var rows = new List<float[]>();
+        using (var first = DecoderSession.Open(temp.File("pkg")))
+        using (var second = DecoderSession.Open(temp.File("pkg")))
+        using (var cache = first.NewCache(capacity: 2))
+        {
+            vocab = first.Shape.VocabSize;
+            var last = new float[vocab];
+            int t = 0;
+            void Last(DecoderSession s, int n)
+            {
+                s.ForwardLast(ids.AsSpan(t, n), cache, last);
+                for (int i = 0; i < n - 1; i++) rows.Add(null!);      // rows the call does not return
+                rows.Add([.. last]);
+                t += n;
+            }
+            void All(DecoderSession s, int n)
+            {
+                var all = s.Forward(ids.AsSpan(t, n), cache);
+                for (int i = 0; i < n; i++) rows.Add(all.AsSpan(i * vocab, vocab).ToArray());
+                t += n;
+            }
+            Last(first, 3); Last(first, 1); All(first, 1); Last(first, 1); All(first, 2); Last(first, 1);
+            Last(second, 1); Last(second, 2); Last(first, 1);
+            while (t < ids.Length) Last(t % 2 == 0 ? first : second, 1);
+        }
+        var expected = MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(Path.Combine(dir, "logits.f32"))).ToArray();
+        double max = 0;
+        for (int p = 0; p < rows.Count; p++)
+        {
+            if (rows[p] is null) continue;
+            for (int i = 0; i < vocab; i++) max = Math.Max(max, Math.Abs(expected[p * vocab + i] - rows[p][i]));
+        }
+        Assert.Equal(ids.Length, rows.Count);
+        Assert.True(max <= 1e-4, $"max |diff| {max:E3}");
+    }
+
     private static int[] ReadIds(string dir) => JsonSerializer.Deserialize<int[]>(File.ReadAllText(Path.Combine(dir, "input_ids.json")))!;
 
     private static void AssertMatchesGolden(string dir, float[] actual)

@@ -46,5 +46,22 @@ public class TokenizerStreamTests
         Assert.Equal("ok 🦙", string.Concat(pieces) + stream.Flush());
     }
 
+    [Fact]
+    public void Stray_bytes_that_never_complete_a_character_are_given_out_and_do_not_grow_the_window()
+    {
+        // A sampled model can emit continuation bytes with no lead byte: no character ever completes, so holding them
+        // back until one does would re-decode a window that grows with the output (quadratic time).
+        var tokenizer = new Tokenizer(Get(Llama2));
+        int stray = tokenizer.Encode("🦙")[^1];          // the emoji's last byte piece alone is not a character
+        long decoded = 0;      // ids decoded, all calls together
+        var stream = new TokenizerStream(ids => { var list = ids.ToList(); decoded += list.Count; return tokenizer.Decode(list); }, tokenizer.BosTokenId);
+        var text = new StringBuilder();
+        for (int i = 0; i < 400; i++) text.Append(stream.Decode(stray));
+        text.Append(stream.Flush());
+        Assert.True(text.Length >= 390, $"the stray bytes come out (as U+FFFD): {text.Length} chars");
+        Assert.All(text.ToString(), c => Assert.Equal('\uFFFD', c));
+        Assert.InRange(decoded, 1, 40 * 400);     // short windows per id, not every id held so far (80,000 here)
+    }
+
     public static TheoryData<string> AllFiles() => new(All);
 }

@@ -4,12 +4,7 @@ namespace Behemoth.Runtime.Generation;
 public static class Logits
 {
     /// <summary>The index of the largest logit (the first of equal ones): the greedy choice.</summary>
-    public static int ArgMax(ReadOnlySpan<float> row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
-    }
+    public static int ArgMax(ReadOnlySpan<float> row) => System.Numerics.Tensors.TensorPrimitives.IndexOfMax(row);
 
     /// <summary>log softmax(row)[target], computed in double (what perplexity sums).</summary>
     public static double LogProbability(ReadOnlySpan<float> row, int target)
