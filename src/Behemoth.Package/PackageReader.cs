@@ -28,7 +28,7 @@ public static class PackageReader
         PackageManifest? manifest;
         try
         {
-            manifest = JsonSerializer.Deserialize<PackageManifest>(File.ReadAllBytes(path), Json);
+            manifest = JsonSerializer.Deserialize<PackageManifest>(PackageFile.ReadAll(path, MaxManifestBytes), Json);
         }
         catch (JsonException e)
         {
@@ -36,6 +36,7 @@ public static class PackageReader
         }
         if (manifest is null)
             throw new PackageFormatException(path, "empty manifest");
+        CheckFields(manifest, path);
         if (manifest.Format != PackageManifest.FormatName)
             throw new PackageFormatException(path, $"format is '{manifest.Format}', expected '{PackageManifest.FormatName}'");
         if (manifest.FormatVersion != PackageManifest.CurrentFormatVersion)
@@ -50,57 +51,62 @@ public static class PackageReader
         return manifest;
     }
 
-    /// <summary>
-    /// Checks the size and SHA-256 of every file <paramref name="profile"/> uses; throws naming the first file that
-    /// is missing, truncated or altered.
-    /// </summary>
-    public static ProfileInfo VerifyProfile(string directory, PackageManifest manifest, string profile, CancellationToken cancellationToken = default)
+    /// <summary>The largest manifest read (a real one is kilobytes; the cap keeps a hostile file from filling memory).</summary>
+    public const int MaxManifestBytes = 64 << 20;
+
+    /// <summary>Limits on what a manifest may claim, checked before anything is sized by it.</summary>
+    private const int MaxLayers = 4096, MaxHeads = 4096, MaxHeadDim = 8192, MaxVocab = 16 << 20, MaxContext = 16 << 20, MaxHidden = 1 << 20;
+
+    // JSON null where the records require a value, counts and sizes out of any real model's range: one message each
+    private static void CheckFields(PackageManifest m, string path)
     {
-        if (!manifest.Profiles.TryGetValue(profile, out var info))
-            throw new PackageFormatException(System.IO.Path.Combine(directory, PackageManifest.FileName),
-                $"no profile '{profile}'; the package has {string.Join(", ", manifest.Profiles.Keys.Order())}");
-        foreach (var file in info.Files.Prepend(info.Graph).Distinct())
+        void Require(bool ok, string what)
         {
-            var entry = manifest.Files[file];
-            if (file != info.Graph && info.WeightRegions is { } regions && entry is { BlockBytes: int block, BlockSha256: { } hashes })
-                VerifyBlocks(directory, file, entry, block, hashes, regions, cancellationToken);
-            else
-                VerifyFile(directory, file, entry, cancellationToken);
+            if (!ok) throw new PackageFormatException(path, what);
         }
-        return info;
+        Require(m.Format is not null && m.ModelType is not null && m.Architecture is not null, "\"format\", \"architecture\" and \"model_type\" must be strings");
+        Require(m.Model is not null, "no \"model\" object");
+        Require(m.Profiles is not null && m.Files is not null, "\"profiles\" and \"files\" must be objects");
+        var s = m.Model!;
+        void InRange(long value, long max, string name) => Require(value >= 1 && value <= max, $"model.{name} is {value}; expected 1 to {max:N0}");
+        InRange(s.VocabSize, MaxVocab, "vocab_size");
+        InRange(s.HiddenSize, MaxHidden, "hidden_size");
+        InRange(s.NumLayers, MaxLayers, "num_hidden_layers");
+        InRange(s.NumHeads, MaxHeads, "num_attention_heads");
+        InRange(s.NumKvHeads, MaxHeads, "num_key_value_heads");
+        InRange(s.HeadDim, MaxHeadDim, "head_dim");
+        InRange(s.ContextLength, MaxContext, "context_length");
+        Require(s.EosTokenIds is null || s.EosTokenIds.All(id => id >= 0 && id < s.VocabSize), $"model.eos_token_ids must be ids below vocab_size {s.VocabSize}");
+        Require(s.BosTokenId is null || s.BosTokenId >= 0 && s.BosTokenId < s.VocabSize, $"model.bos_token_id must be an id below vocab_size {s.VocabSize}");
+        foreach (var (name, f) in m.Files!)
+        {
+            Require(f is not null && f.Sha256 is { Length: 64 }, $"files['{name}'] needs \"bytes\" and a 64-digit \"sha256\"");
+            Require(f!.Bytes >= 0, $"files['{name}'].bytes is {f.Bytes}; expected a size in bytes");
+            if (f.BlockBytes is int block)
+            {
+                Require(block >= 4096, $"files['{name}'].block_bytes is {block}; expected at least 4096");
+                long blocks = (f.Bytes + block - 1) / block;
+                Require(f.BlockSha256 is not null && f.BlockSha256.Count == blocks && f.BlockSha256.All(h => h is { Length: 64 }),
+                    $"files['{name}'] needs {blocks} 64-digit block_sha256 entries for {f.Bytes:N0} bytes in blocks of {block:N0}");
+            }
+        }
+        foreach (var (name, p) in m.Profiles!)
+            Require(p is not null && p.Graph is not null && p.Files is not null && p.Files.All(x => x is not null) && p.Experts is not null,
+                $"profile '{name}' needs \"graph\", \"files\" and \"experts\"");
+        Require(m.KvCache is null || m.KvCache.All(l => l is not null && l.Layer >= 0 && l.Layer < s.NumLayers && (l.Window is null || l.Window > 0)),
+            $"kv_cache entries need a layer below num_hidden_layers {s.NumLayers} and a positive window");
+        if (m.Tokenizer is { } t) Require(t.Kind is not null && t.Files is not null && t.Files.All(x => x is not null), "tokenizer needs \"kind\" and \"files\"");
     }
 
     /// <summary>
-    /// Checks the size of a weight file and the SHA-256 of the blocks that hold <paramref name="regions"/>: a profile
-    /// reads and verifies only its own tensors' bytes, not the experts other profiles keep.
+    /// Checks every file <paramref name="profile"/> uses: the graph's size and SHA-256, and the blocks of the weight
+    /// files holding the tensors the graph names (taken from the graph itself, see <see cref="VerifiedProfile"/>);
+    /// throws naming the first file that is missing, truncated, altered or unlisted.
     /// </summary>
-    public static void VerifyBlocks(string directory, string file, FileEntry expected, int blockBytes, IReadOnlyList<string> hashes,
-        IReadOnlyList<long[]> regions, CancellationToken cancellationToken = default)
+    public static ProfileInfo VerifyProfile(string directory, PackageManifest manifest, string profile, CancellationToken cancellationToken = default)
     {
-        string path = CheckSize(directory, file, expected);
-        long length = expected.Bytes;
-        long blocks = (length + blockBytes - 1) / blockBytes;
-        if (hashes.Count != blocks)
-            throw new PackageFormatException(path, $"the manifest has {hashes.Count} block hashes for {blocks} blocks of {blockBytes:N0} bytes");
-        var needed = new SortedSet<long>();
-        foreach (var r in regions)
-        {
-            if (r.Length != 2 || r[0] < 0 || r[1] < 0 || r[0] + r[1] > length)
-                throw new PackageFormatException(path, $"a profile region [{string.Join(", ", r)}] lies outside the file's {length:N0} bytes");
-            for (long b = r[0] / blockBytes; b * blockBytes < r[0] + r[1]; b++) needed.Add(b);
-        }
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
-        byte[] buffer = new byte[blockBytes];
-        foreach (long b in needed)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            stream.Position = b * blockBytes;
-            int size = (int)Math.Min(blockBytes, length - b * blockBytes);
-            stream.ReadExactly(buffer, 0, size);
-            string actual = Convert.ToHexStringLower(SHA256.HashData(buffer.AsSpan(0, size)));
-            if (!string.Equals(actual, hashes[(int)b], StringComparison.OrdinalIgnoreCase))
-                throw new PackageFormatException(path, $"bytes {b * blockBytes:N0}–{b * blockBytes + size:N0}: SHA-256 {actual} does not match the manifest's {hashes[(int)b]} (the file was altered)");
-        }
+        using var verified = VerifiedProfile.Load(directory, manifest, profile, cancellationToken);
+        return verified.Info;
     }
 
     /// <summary>
@@ -112,7 +118,7 @@ public static class PackageReader
     public static void VerifyFile(string directory, string file, FileEntry expected, CancellationToken cancellationToken = default)
     {
         string path = CheckSize(directory, file, expected);
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        using var stream = PackageFile.OpenRegular(path, 1 << 20);
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] buffer = new byte[1 << 20];
         int read;
@@ -130,9 +136,8 @@ public static class PackageReader
     private static string CheckSize(string directory, string file, FileEntry expected)
     {
         string path = System.IO.Path.Combine(directory, file);
-        if (!File.Exists(path))
-            throw new PackageFormatException(path, "missing");
-        long length = new FileInfo(path).Length;
+        long length;
+        using (var stream = PackageFile.OpenRegular(path)) length = stream.Length;
         if (length != expected.Bytes)
             throw new PackageFormatException(path, $"holds {length:N0} bytes, the manifest records {expected.Bytes:N0} (truncated or replaced)");
         return path;

@@ -27,6 +27,14 @@ public static class TokenizerKinds
         int n;
         using (var stream = File.OpenRead(path))
             n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        return LooksLikeTiktoken(head[..n]);
+    }
+
+    /// <summary>As above, over the file's bytes (the first line is what is looked at).</summary>
+    public static bool LooksLikeTiktoken(ReadOnlySpan<byte> bytes)
+    {
+        var head = bytes[..Math.Min(bytes.Length, 256)];
+        int n = head.Length;
         int newline = head[..n].IndexOf((byte)'\n');
         var line = Encoding.ASCII.GetString(newline >= 0 ? head[..newline] : head[..n]).TrimEnd('\r');
         int space = line.IndexOf(' ', StringComparison.Ordinal);

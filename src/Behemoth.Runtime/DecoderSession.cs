@@ -16,16 +16,27 @@ namespace Behemoth.Runtime;
 public sealed class DecoderSession : IDisposable
 {
     private readonly InferenceSession _session;
+    private readonly LoadedGraph _loaded;
     private readonly NativeLifetime _lifetime = new();
 
-    private DecoderSession(string directory, PackageManifest manifest, string profile, InferenceSession session)
+    private DecoderSession(string directory, PackageManifest manifest, string profile, LoadedGraph loaded)
     {
         Directory = directory;
         Manifest = manifest;
         Profile = profile;
-        _session = session;
+        _loaded = loaded;
+        _session = loaded.Session;
+        try
+        {
+            CheckShape(manifest, loaded.Session, Path.Combine(directory, loaded.Verified.Info.Graph));
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
         // an input with a default is an overridable initializer to ONNX Runtime, listed apart from the inputs
-        _logitsToKeep = session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep) || session.OverridableInitializerMetadata.ContainsKey(GraphNames.LogitsToKeep);
+        _logitsToKeep = _session.InputMetadata.ContainsKey(GraphNames.LogitsToKeep) || _session.OverridableInitializerMetadata.ContainsKey(GraphNames.LogitsToKeep);
         _ones = new long[manifest.Model.ContextLength];
         Array.Fill(_ones, 1L);
     }
@@ -40,6 +51,25 @@ public sealed class DecoderSession : IDisposable
     private readonly HashSet<SequenceBinding> _bindings = [];
     private static readonly long[] KeepLast = [1], KeepAll = [0];
     private readonly OrtValue KeepLastValue = OrtValue.CreateTensorValueFromMemory(KeepLast, [1]), KeepAllValue = OrtValue.CreateTensorValueFromMemory(KeepAll, [1]);
+
+    /// <summary>
+    /// The manifest's dimensions against the graph's own inputs and outputs, before anything is sized by them: a
+    /// manifest that claims another layer count, vocabulary or head shape than the graph has is refused here.
+    /// </summary>
+    private static void CheckShape(PackageManifest manifest, InferenceSession session, string graphPath)
+    {
+        var shape = manifest.Model;
+        string manifestPath = Path.Combine(Path.GetDirectoryName(graphPath)!, PackageManifest.FileName);
+        int layers = session.InputMetadata.Keys.Count(k => k.StartsWith("past_key_values.", StringComparison.Ordinal) && k.EndsWith(".key", StringComparison.Ordinal));
+        if (layers != shape.NumLayers)
+            throw new PackageFormatException(manifestPath, $"num_hidden_layers is {shape.NumLayers}; the graph {Path.GetFileName(graphPath)} has {layers} layers");
+        for (int l = 0; l < layers; l++)
+            if (!session.InputMetadata.TryGetValue(GraphNames.PastKey(l), out var past) || past.Dimensions is not [_, var heads, _, var dim]
+                || heads > 0 && heads != shape.NumKvHeads || dim > 0 && dim != shape.HeadDim)
+                throw new PackageFormatException(manifestPath, $"layer {l}: the manifest's {shape.NumKvHeads} key-value heads of {shape.HeadDim} do not match the graph's past key input");
+        if (!session.OutputMetadata.TryGetValue(GraphNames.Logits, out var logits) || logits.Dimensions[^1] is int vocab && vocab > 0 && vocab != shape.VocabSize)
+            throw new PackageFormatException(manifestPath, $"vocab_size is {shape.VocabSize}; the graph's logits have {session.OutputMetadata.GetValueOrDefault(GraphNames.Logits)?.Dimensions[^1]}");
+    }
 
     /// <summary>The package folder the session was opened from.</summary>
     public string Directory { get; }
@@ -75,16 +105,16 @@ public sealed class DecoderSession : IDisposable
     /// <summary>Opens <paramref name="profile"/> of the package in <paramref name="packageDirectory"/>.</summary>
     /// <param name="packageDirectory">The package directory (the one holding manifest.json).</param>
     /// <param name="profile">The device profile to load, one of the manifest's profiles.</param>
-    /// <param name="options">Session options (execution providers, threads); CPU defaults when null.</param>
+    /// <param name="options">Session options (execution providers, threads); CPU defaults when null. The profile's
+    /// verified weights are added to them as initializers: use them for this one session.</param>
     /// <param name="cancellationToken">Cancels the checksum verification of the profile's files.</param>
     /// <exception cref="PackageFormatException">The package or profile is missing, or a file it uses is truncated or altered.</exception>
     public static DecoderSession Open(string packageDirectory, string profile = "full", SessionOptions? options = null, CancellationToken cancellationToken = default)
     {
         var manifest = PackageReader.ReadManifest(packageDirectory);
-        var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
-        string graph = Path.Combine(packageDirectory, info.Graph);
-        var session = ExecutionProviders.LoadingNative(() => options is null ? new InferenceSession(graph) : new InferenceSession(graph, options));
-        return new DecoderSession(packageDirectory, manifest, profile, session);
+        if (options is not null) return new DecoderSession(packageDirectory, manifest, profile, LoadedGraph.Load(packageDirectory, manifest, profile, options, null, cancellationToken));
+        using var own = ExecutionProviders.LoadingNative(() => new SessionOptions());
+        return new DecoderSession(packageDirectory, manifest, profile, LoadedGraph.Load(packageDirectory, manifest, profile, own, null, cancellationToken));
     }
 
     /// <summary>Opens <paramref name="profile"/> on <paramref name="provider"/> (see <see cref="ExecutionProviders"/>).</summary>
@@ -106,10 +136,7 @@ public sealed class DecoderSession : IDisposable
         var manifest = PackageReader.ReadManifest(packageDirectory);
         if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != MoeForm.Decomposed)
             throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
-        var info = PackageReader.VerifyProfile(packageDirectory, manifest, profile, cancellationToken);
-        verified?.Invoke();
-        var session = new InferenceSession(Path.Combine(packageDirectory, info.Graph), options);
-        return new DecoderSession(packageDirectory, manifest, profile, session) { Provider = chosen };
+        return new DecoderSession(packageDirectory, manifest, profile, LoadedGraph.Load(packageDirectory, manifest, profile, options, verified, cancellationToken)) { Provider = chosen };
     }
 
     /// <summary>
@@ -323,6 +350,6 @@ public sealed class DecoderSession : IDisposable
         foreach (var binding in bindings) binding.Dispose();
         KeepLastValue.Dispose();
         KeepAllValue.Dispose();
-        _session.Dispose();
+        _loaded.Dispose();
     });
 }

@@ -79,9 +79,10 @@ public sealed class Model : IDisposable
             progress?.Report(ModelLoadStage.LoadingTokenizer);
             var loaded = options.Tokenizer is { } own
                 ? new LoadedTokenizer(own, "custom", "", family: null, new Dictionary<string, int>(), bos: null, eos: null)
-                : OpenPackageTokenizer(packageDirectory, manifest, cancellationToken);
+                : Tokenizer.OpenPackageTokenizer(packageDirectory, manifest, cancellationToken);
             var tokenizer = new Tokenizer(loaded, manifest.Model.BosTokenId, manifest.Model.EosTokenIds);
-            var template = Text.ChatTemplate.ForDirectory(packageDirectory, loaded, options.ChatTemplate);
+            // from the manifest already read: nothing is read from the directory again
+            var template = options.ChatTemplate is { } name ? Text.ChatTemplate.FromName(name) : Text.ChatTemplate.ForModelType(manifest.ModelType, loaded.SpecialTokens);
             var model = new Model(session, tokenizer, template);
             progress?.Report(ModelLoadStage.Ready);
             return model;
@@ -91,32 +92,6 @@ public sealed class Model : IDisposable
             session.Dispose();
             throw;
         }
-    }
-
-    /// <summary>
-    /// The tokenizer the manifest's <c>tokenizer</c> entry names: each of its files (the model file and the configs the
-    /// tokenizer and chat template read) is checked against the size and SHA-256 in the manifest's <c>files</c> before
-    /// anything reads it, and the tokenizer loaded must be of the entry's kind and from one of its files. A package
-    /// without the entry (one exported without a tokenizer) falls back to the files in the directory.
-    /// </summary>
-    /// <exception cref="PackageFormatException">A tokenizer file is missing, truncated or altered, has no entry in
-    /// <c>files</c>, or the directory's tokenizer is not the one the manifest names.</exception>
-    private static LoadedTokenizer OpenPackageTokenizer(string packageDirectory, PackageManifest manifest, CancellationToken cancellationToken)
-    {
-        if (manifest.Tokenizer is not { } info) return ModelTokenizer.Open(packageDirectory);
-        string manifestPath = Path.Combine(packageDirectory, PackageManifest.FileName);
-        foreach (string file in info.Files)
-        {
-            if (!manifest.Files.TryGetValue(file, out var entry))
-                throw new PackageFormatException(manifestPath, $"the tokenizer file '{file}' has no size and SHA-256 in 'files'");
-            PackageReader.VerifyFile(packageDirectory, file, entry, cancellationToken);
-        }
-        var loaded = ModelTokenizer.Open(packageDirectory);
-        string loadedFile = Path.GetFileName(loaded.File);
-        if (loaded.Kind != info.Kind || !info.Files.Contains(loadedFile, StringComparer.Ordinal))
-            throw new PackageFormatException(Path.Combine(packageDirectory, loadedFile),
-                $"a {loaded.Kind} tokenizer, but the manifest names a {info.Kind} tokenizer in {string.Join(", ", info.Files)}");
-        return loaded;
     }
 
     /// <summary>

@@ -25,12 +25,15 @@ internal static class HuggingFaceTokenizerJson
     /// <summary>The regex of GPT-2's byte-level pre-tokenizer, which ByteLevel applies when use_regex is true.</summary>
     private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-    public static (Tokenizer Tokenizer, Dictionary<string, int> AddedTokens) Load(string path)
+    public static (Tokenizer Tokenizer, Dictionary<string, int> AddedTokens) Load(string path) => Load(path, File.ReadAllBytes(path));
+
+    /// <summary>From the file's bytes (<paramref name="path"/> names it in errors).</summary>
+    public static (Tokenizer Tokenizer, Dictionary<string, int> AddedTokens) Load(string path, byte[] bytes)
     {
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            doc = JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

@@ -34,19 +34,23 @@ public static class ModelTokenizer
     public static LoadedTokenizer Open(string directory)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such model or package directory");
-        var config = TokenizerConfigFiles.Read(directory);
+        return Open(TokenizerFiles.InDirectory(directory));
+    }
 
-        string model = Path.Combine(directory, "tokenizer.model");
-        if (File.Exists(model))
-            return TokenizerKinds.LooksLikeTiktoken(model) ? LoadTiktoken(model, config) : LoadSentencePiece(model, config);
-        var tiktoken = Directory.EnumerateFiles(directory, "*.tiktoken").Order(StringComparer.Ordinal).ToArray();
-        if (tiktoken.Length > 1)
-            throw new TokenizerFormatException(directory, $"{tiktoken.Length} *.tiktoken files ({string.Join(", ", tiktoken.Select(Path.GetFileName))}); expected one");
-        if (tiktoken.Length == 1) return LoadTiktoken(tiktoken[0], config);
-        string json = Path.Combine(directory, "tokenizer.json");
-        if (File.Exists(json)) return LoadHuggingFaceJson(json, config);
-        throw new FileNotFoundException($"{directory}: no tokenizer (expected tokenizer.model, a *.tiktoken file or tokenizer.json)");
+    /// <summary>The tokenizer among <paramref name="files"/> (in the order above), with its configs from the same files.</summary>
+    /// <exception cref="FileNotFoundException">No tokenizer file is among them.</exception>
+    /// <exception cref="TokenizerFormatException">A tokenizer file is malformed or of an unsupported kind.</exception>
+    public static LoadedTokenizer Open(TokenizerFiles files)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        var config = TokenizerConfigFiles.Read(files);
+        if (files.Contains("tokenizer.model")) return Load(files, "tokenizer.model", config);
+        var tiktoken = files.NamesEndingWith(".tiktoken");
+        if (tiktoken.Count > 1)
+            throw new TokenizerFormatException(files.Directory, $"{tiktoken.Count} *.tiktoken files ({string.Join(", ", tiktoken)}); expected one");
+        if (tiktoken.Count == 1) return Load(files, tiktoken[0], config);
+        if (files.Contains("tokenizer.json")) return Load(files, "tokenizer.json", config);
+        throw new FileNotFoundException($"{files.Directory}: no tokenizer (expected tokenizer.model, a *.tiktoken file or tokenizer.json)");
     }
 
     /// <summary>Loads one tokenizer file, telling its kind from its name and content.</summary>
@@ -54,17 +58,24 @@ public static class ModelTokenizer
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such tokenizer file", path);
-        var config = TokenizerConfigFiles.Read(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return LoadHuggingFaceJson(path, config);
-        return TokenizerKinds.LooksLikeTiktoken(path) ? LoadTiktoken(path, config) : LoadSentencePiece(path, config);
+        var files = TokenizerFiles.InDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        return Load(files, Path.GetFileName(path), TokenizerConfigFiles.Read(files));
     }
 
-    private static LoadedTokenizer LoadSentencePiece(string path, TokenizerConfigFiles config)
+    private static LoadedTokenizer Load(TokenizerFiles files, string name, TokenizerConfigFiles config)
     {
-        var special = config.AddedTokens ?? SentencePieceModelFile.ReadSpecialPieces(path);
+        string path = files.PathOf(name);
+        byte[] bytes = files.Read(name);
+        if (name.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return LoadHuggingFaceJson(path, bytes, config);
+        return TokenizerKinds.LooksLikeTiktoken(bytes) ? LoadTiktoken(path, bytes, config) : LoadSentencePiece(path, bytes, config);
+    }
+
+    private static LoadedTokenizer LoadSentencePiece(string path, byte[] bytes, TokenizerConfigFiles config)
+    {
+        var special = config.AddedTokens ?? SentencePieceModelFile.ReadSpecialPieces(path, bytes);
         try
         {
-            using var stream = File.OpenRead(path);
+            using var stream = new MemoryStream(bytes, writable: false);
             var tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false, specialTokens: special);
             return new LoadedTokenizer(tokenizer, TokenizerKinds.SentencePiece, path, null, special,
                 config.Bos ?? tokenizer.BeginningOfSentenceToken, config.Eos ?? tokenizer.EndOfSentenceToken);
@@ -75,16 +86,17 @@ public static class ModelTokenizer
         }
     }
 
-    private static LoadedTokenizer LoadTiktoken(string path, TokenizerConfigFiles config)
+    private static LoadedTokenizer LoadTiktoken(string path, byte[] bytes, TokenizerConfigFiles config)
     {
-        int ranks = TiktokenFamily.CountRanks(path);
+        int ranks = TiktokenFamily.CountRanks(bytes);
         var family = TiktokenFamily.ForRankCount(ranks)
             ?? throw new TokenizerFormatException(path, $"{ranks:N0} tiktoken ranks match no known vocabulary ({TiktokenFamily.Known}), so its regex and special tokens are unknown");
         var special = config.AddedTokens ?? family.SpecialTokens;
         try
         {
             var preTokenizer = new RegexPreTokenizer(new System.Text.RegularExpressions.Regex(family.Pattern, System.Text.RegularExpressions.RegexOptions.Compiled), special);
-            var tokenizer = TiktokenTokenizer.Create(path, preTokenizer, normalizer: null, specialTokens: special);
+            using var stream = new MemoryStream(bytes, writable: false);
+            var tokenizer = TiktokenTokenizer.Create(stream, preTokenizer, normalizer: null, specialTokens: special);
             return new LoadedTokenizer(tokenizer, TokenizerKinds.Tiktoken, path, family.Name, special, config.Bos ?? family.Bos, config.Eos ?? family.Eos);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
@@ -93,9 +105,9 @@ public static class ModelTokenizer
         }
     }
 
-    private static LoadedTokenizer LoadHuggingFaceJson(string path, TokenizerConfigFiles config)
+    private static LoadedTokenizer LoadHuggingFaceJson(string path, byte[] bytes, TokenizerConfigFiles config)
     {
-        var (tokenizer, added) = HuggingFaceTokenizerJson.Load(path);
+        var (tokenizer, added) = HuggingFaceTokenizerJson.Load(path, bytes);
         // tokenizer.json's own added_tokens are authoritative for matching; the config only names BOS/EOS.
         return new LoadedTokenizer(tokenizer, TokenizerKinds.HuggingFaceJson, path, null, added, config.Bos, config.Eos ?? DefaultEos(added));
     }

@@ -33,11 +33,19 @@ internal sealed record TiktokenFamily(string Name, int BaseVocabSize, string Pat
     };
 
     /// <summary>Number of non-empty lines, each one rank.</summary>
-    public static int CountRanks(string path)
+    public static int CountRanks(string path) => CountRanks(File.ReadAllBytes(path));
+
+    /// <summary>As above, over the file's bytes.</summary>
+    public static int CountRanks(ReadOnlySpan<byte> bytes)
     {
-        int count = 0;
-        foreach (var line in File.ReadLines(path))
-            if (line.Length > 0) count++;
+        int count = 0, start = 0;
+        for (int i = 0; i <= bytes.Length; i++)
+        {
+            if (i < bytes.Length && bytes[i] != (byte)'\n') continue;
+            var line = bytes[start..i];
+            if (line.Length > 0 && !(line.Length == 1 && line[0] == (byte)'\r')) count++;
+            start = i + 1;
+        }
         return count;
     }
 

@@ -8,14 +8,14 @@ namespace Behemoth.Text;
 /// </summary>
 internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? AddedTokens, string? Bos, string? Eos)
 {
-    public static TokenizerConfigFiles Read(string directory)
+    public static TokenizerConfigFiles Read(TokenizerFiles files)
     {
         Dictionary<string, int>? added = null;
         string? bos = null, eos = null;
-        string config = Path.Combine(directory, "tokenizer_config.json");
-        if (File.Exists(config))
+        string config = files.PathOf("tokenizer_config.json");
+        if (files.Contains("tokenizer_config.json"))
         {
-            using var doc = Parse(config);
+            using var doc = Parse(config, files.Read("tokenizer_config.json"));
             var root = doc.RootElement;
             if (root.TryGetProperty("added_tokens_decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object)
             {
@@ -30,10 +30,10 @@ internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? Ad
             bos = TokenText(root, "bos_token");
             eos = TokenText(root, "eos_token");
         }
-        string map = Path.Combine(directory, "special_tokens_map.json");
-        if (File.Exists(map))
+        string map = files.PathOf("special_tokens_map.json");
+        if (files.Contains("special_tokens_map.json"))
         {
-            using var doc = Parse(map);
+            using var doc = Parse(map, files.Read("special_tokens_map.json"));
             bos ??= TokenText(doc.RootElement, "bos_token");
             eos ??= TokenText(doc.RootElement, "eos_token");
         }
@@ -47,11 +47,11 @@ internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? Ad
         : value.ValueKind == JsonValueKind.Object && value.TryGetProperty("content", out var content) ? content.GetString()
         : null;
 
-    private static JsonDocument Parse(string path)
+    private static JsonDocument Parse(string path, byte[] bytes)
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path));
+            return JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

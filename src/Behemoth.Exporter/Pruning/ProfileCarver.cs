@@ -44,7 +44,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
 
     /// <summary>
     /// A carver whose calibration text is what <paramref name="statsPath"/> records for each domain, re-read and
-    /// tokenized with the tokenizer of <paramref name="modelDirectory"/> (<see cref="ModelTokenizer.Open"/>, loaded the
+    /// tokenized with the tokenizer of <paramref name="modelDirectory"/> (<see cref="ModelTokenizer.Open(string)"/>, loaded the
     /// first time the reconstruction criterion or refit needs activations) between the model's BOS and EOS
     /// (<see cref="CalibrationSets.DocumentBounds"/>).
     /// </summary>

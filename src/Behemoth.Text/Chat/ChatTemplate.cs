@@ -9,7 +9,7 @@ namespace Behemoth.Text;
 /// </summary>
 /// <remarks>
 /// The rendered text contains the family's special tokens as text ("&lt;|eot|&gt;", "[INST]"); a tokenizer from
-/// <see cref="ModelTokenizer.Open"/> encodes each of them to its single id. Pass <c>includeBos: false</c> when the
+/// <see cref="ModelTokenizer.Open(string)"/> encodes each of them to its single id. Pass <c>includeBos: false</c> when the
 /// caller adds the BOS id itself (as <c>TextGenerator</c> does), so it is not there twice.
 /// </remarks>
 public abstract class ChatTemplate
