@@ -14,6 +14,8 @@ root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(PlanCommand.Create());
 root.Subcommands.Add(BatchCommand.Create());
 root.Subcommands.Add(BatchMergeCommand.Create());
+root.Subcommands.Add(SigningCommands.Keygen());
+root.Subcommands.Add(SigningCommands.Sign());
 var parse = root.Parse(args);
 // the parser's own errors are one line on stderr (ParseErrors); --help still prints the help on stdout
 if (ParseErrors.Failed(parse)) return ParseErrors.Report(parse, Console.Error);

@@ -9,9 +9,9 @@ namespace Behemoth.Package;
 /// </summary>
 public sealed record PackageManifest
 {
-    /// <summary>The value of <see cref="Format"/> in every Behemoth package; <see cref="PackageReader.ReadManifest"/> refuses any other.</summary>
+    /// <summary>The value of <see cref="Format"/> in every Behemoth package; <see cref="PackageReader.ReadManifest(string)"/> refuses any other.</summary>
     public const string FormatName = "behemoth-package";
-    /// <summary>The manifest format version this library writes and reads; <see cref="PackageReader.ReadManifest"/> refuses any other.</summary>
+    /// <summary>The manifest format version this library writes and reads; <see cref="PackageReader.ReadManifest(string)"/> refuses any other.</summary>
     public const int CurrentFormatVersion = 1;
     /// <summary>The manifest's file name at the root of a package directory.</summary>
     public const string FileName = "manifest.json";

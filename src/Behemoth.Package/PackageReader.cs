@@ -18,8 +18,20 @@ public static class PackageReader
     /// <see cref="VerifyProfile"/> for the checksums).
     /// </summary>
     /// <exception cref="PackageFormatException">The directory or its manifest is missing, or the manifest is not valid.</exception>
-    public static PackageManifest ReadManifest(string directory)
+    public static PackageManifest ReadManifest(string directory) => ReadManifest(directory, []);
+
+    /// <summary>
+    /// As <see cref="ReadManifest(string)"/>; with <paramref name="trustedKeys"/>, the manifest's bytes must carry a
+    /// valid signature by one of them (<see cref="PackageSigning"/>), checked on the very bytes then parsed.
+    /// </summary>
+    /// <remarks>With trusted keys it also checks every listed file that has no block hashes (graphs, configs, tokenizer
+    /// files: the small ones), so a changed byte in any of them is refused even where the profile loaded does not read
+    /// it; the blocks of weight files are checked as profiles load them.</remarks>
+    /// <exception cref="PackageTrustException">Trusted keys are given and the package is unsigned, signed by none of
+    /// them, or its manifest changed after signing.</exception>
+    public static PackageManifest ReadManifest(string directory, IReadOnlyList<TrustedKey> trustedKeys)
     {
+        ArgumentNullException.ThrowIfNull(trustedKeys);
         string path = System.IO.Path.Combine(directory, PackageManifest.FileName);
         if (!Directory.Exists(directory))
             throw new PackageFormatException(directory, "no such package directory");
@@ -28,7 +40,9 @@ public static class PackageReader
         PackageManifest? manifest;
         try
         {
-            manifest = JsonSerializer.Deserialize<PackageManifest>(PackageFile.ReadAll(path, MaxManifestBytes), Json);
+            byte[] bytes = PackageFile.ReadAll(path, MaxManifestBytes);
+            if (trustedKeys.Count > 0) PackageSigning.Verify(directory, bytes, trustedKeys);
+            manifest = JsonSerializer.Deserialize<PackageManifest>(bytes, Json);
         }
         catch (JsonException e)
         {
@@ -46,8 +60,11 @@ public static class PackageReader
                 if (!manifest.Files.ContainsKey(file))
                     throw new PackageFormatException(path, $"profile '{name}' uses '{file}', which the files list does not describe");
         foreach (var file in manifest.Files.Keys)
-            if (file.Contains("..", StringComparison.Ordinal) || System.IO.Path.IsPathRooted(file))
+            if (file.Contains("..", StringComparison.Ordinal) || System.IO.Path.IsPathRooted(file) || file.Length == 0 || file.IndexOfAny(['/', '\\', '\0']) >= 0)
                 throw new PackageFormatException(path, $"file name '{file}' leaves the package directory");
+        if (trustedKeys.Count > 0)
+            foreach (var (file, entry) in manifest.Files)
+                if (entry.BlockSha256 is null) VerifyFile(directory, file, entry);
         return manifest;
     }
 
@@ -67,6 +84,7 @@ public static class PackageReader
         Require(m.Format is not null && m.ModelType is not null && m.Architecture is not null, "\"format\", \"architecture\" and \"model_type\" must be strings");
         Require(m.Model is not null, "no \"model\" object");
         Require(m.Profiles is not null && m.Files is not null, "\"profiles\" and \"files\" must be objects");
+        Require(m.Profiles!.Count > 0, "no profiles: a package holds at least the 'full' profile");
         var s = m.Model!;
         void InRange(long value, long max, string name) => Require(value >= 1 && value <= max, $"model.{name} is {value}; expected 1 to {max:N0}");
         InRange(s.VocabSize, MaxVocab, "vocab_size");

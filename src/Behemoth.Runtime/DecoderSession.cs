@@ -124,16 +124,25 @@ public sealed class DecoderSession : IDisposable
     /// <summary>As above, with ONNX Runtime's intra-op thread pool limited to <paramref name="intraOpThreads"/> threads
     /// (0: its default, one per core). Several workers running one session at once each use that many threads.</summary>
     public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, CancellationToken cancellationToken = default)
-        => Open(packageDirectory, profile, provider, intraOpThreads, verified: null, cancellationToken);
+        => Open(packageDirectory, profile, provider, intraOpThreads, [], cancellationToken);
 
-    /// <summary>As above; <paramref name="verified"/> is called once the files are checked, before ONNX Runtime builds the session.</summary>
-    internal static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, Action? verified,
+    /// <summary>
+    /// As above; with <paramref name="trustedKeys"/>, only a package signed by one of them opens (see
+    /// <see cref="PackageSigning"/>): unsigned, signed by another key, or any byte changed after signing is refused.
+    /// </summary>
+    /// <exception cref="PackageTrustException">The package is not signed by a trusted key, or changed after signing.</exception>
+    public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, IReadOnlyList<TrustedKey> trustedKeys,
+        CancellationToken cancellationToken = default)
+        => Open(packageDirectory, PackageReader.ReadManifest(packageDirectory, trustedKeys), profile, provider, intraOpThreads, verified: null, cancellationToken);
+
+    /// <summary>As above, on a manifest already read (and, with trusted keys, checked); <paramref name="verified"/> is
+    /// called once the files are checked, before ONNX Runtime builds the session.</summary>
+    internal static DecoderSession Open(string packageDirectory, PackageManifest manifest, string profile, ExecutionProvider provider, int intraOpThreads, Action? verified,
         CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
         using var options = ExecutionProviders.Create(provider, out var chosen);
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
-        var manifest = PackageReader.ReadManifest(packageDirectory);
         if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != MoeForm.Decomposed)
             throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
         return new DecoderSession(packageDirectory, manifest, profile, LoadedGraph.Load(packageDirectory, manifest, profile, options, verified, cancellationToken)) { Provider = chosen };
@@ -151,10 +160,15 @@ public sealed class DecoderSession : IDisposable
     /// <summary>As above, with at most <paramref name="intraOpThreads"/> ONNX Runtime threads per run (0: its default).</summary>
     public static DecoderSession OpenWithinBudget(string packageDirectory, long memoryBudgetBytes, int contextTokens, ExecutionProvider provider, int intraOpThreads,
         CancellationToken cancellationToken = default)
+        => OpenWithinBudget(packageDirectory, memoryBudgetBytes, contextTokens, provider, intraOpThreads, [], cancellationToken);
+
+    /// <summary>As above, opening only a package signed by one of <paramref name="trustedKeys"/> (when any).</summary>
+    public static DecoderSession OpenWithinBudget(string packageDirectory, long memoryBudgetBytes, int contextTokens, ExecutionProvider provider, int intraOpThreads,
+        IReadOnlyList<TrustedKey> trustedKeys, CancellationToken cancellationToken = default)
     {
-        var manifest = PackageReader.ReadManifest(packageDirectory);
+        var manifest = PackageReader.ReadManifest(packageDirectory, trustedKeys);
         string profile = ProfileSelection.Largest(manifest, packageDirectory, memoryBudgetBytes, Math.Min(contextTokens, manifest.Model.ContextLength));
-        return Open(packageDirectory, profile, provider, intraOpThreads, cancellationToken);
+        return Open(packageDirectory, manifest, profile, provider, intraOpThreads, verified: null, cancellationToken);
     }
 
     /// <summary>An empty KV cache for one sequence (dispose it when the sequence is done).</summary>

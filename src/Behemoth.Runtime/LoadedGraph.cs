@@ -50,7 +50,16 @@ internal sealed class LoadedGraph : IDisposable
             }
             prepacked = new PrePackedWeightsContainer();
             var container = prepacked;
-            var session = ExecutionProviders.LoadingNative(() => new InferenceSession(checkedProfile.Graph, options, container));
+            InferenceSession session;
+            try
+            {
+                session = ExecutionProviders.LoadingNative(() => new InferenceSession(checkedProfile.Graph, options, container));
+            }
+            catch (OnnxRuntimeException e)
+            {
+                // a graph that parses but that ONNX Runtime refuses (a hostile or broken export): bad input, not a crash
+                throw new PackageFormatException(Path.Combine(directory, checkedProfile.Info.Graph), "ONNX Runtime cannot load this graph: " + e.Message);
+            }
             return new LoadedGraph(session, checkedProfile, initializers, prepacked);
         }
         catch

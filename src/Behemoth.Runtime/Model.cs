@@ -66,13 +66,13 @@ public sealed class Model : IDisposable
         ArgumentException.ThrowIfNullOrEmpty(packageDirectory);
         options.Validate();
         progress?.Report(ModelLoadStage.ReadingManifest);
-        var manifest = PackageReader.ReadManifest(packageDirectory);
+        var manifest = PackageReader.ReadManifest(packageDirectory, options.TrustedKeys);
         string profile = options.MemoryBudgetBytes is long budget
             ? ProfileSelection.Largest(manifest, packageDirectory, budget, Math.Min(options.ContextTokens ?? manifest.Model.ContextLength, manifest.Model.ContextLength))
             : options.Profile;
         progress?.Report(ModelLoadStage.VerifyingFiles);
         cancellationToken.ThrowIfCancellationRequested();
-        var session = Hosting.SessionLoader.Open(packageDirectory, profile, options.Provider, options.IntraOpThreads, options.Logger,
+        var session = Hosting.SessionLoader.Open(packageDirectory, manifest, profile, options.Provider, options.IntraOpThreads, options.Logger,
             () => progress?.Report(ModelLoadStage.CreatingSession), cancellationToken);
         try
         {

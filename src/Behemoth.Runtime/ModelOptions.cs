@@ -34,12 +34,20 @@ public sealed record ModelOptions
     /// </summary>
     public Microsoft.ML.Tokenizers.Tokenizer? Tokenizer { get; init; }
 
+    /// <summary>
+    /// Public keys (<c>behemoth keygen</c> <c>.public</c> files, <see cref="Package.TrustedKey.Load"/>) the package must be
+    /// signed by; empty (the default): signatures are not checked. With keys, an unsigned package, one signed by
+    /// another key, or any byte changed after signing is refused (<see cref="Package.PackageTrustException"/>).
+    /// </summary>
+    public IReadOnlyList<Package.TrustedKey> TrustedKeys { get; init; } = [];
+
     internal void Validate()
     {
         ArgumentException.ThrowIfNullOrEmpty(Profile);
         if (MemoryBudgetBytes is <= 0) throw new ArgumentOutOfRangeException(nameof(MemoryBudgetBytes), MemoryBudgetBytes, "must be positive");
         if (ContextTokens is <= 0) throw new ArgumentOutOfRangeException(nameof(ContextTokens), ContextTokens, "must be positive");
         ArgumentOutOfRangeException.ThrowIfNegative(IntraOpThreads);
+        ArgumentNullException.ThrowIfNull(TrustedKeys);
     }
 }
 

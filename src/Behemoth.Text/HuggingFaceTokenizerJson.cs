@@ -71,7 +71,7 @@ internal static class HuggingFaceTokenizerJson
             {
                 return (BpeTokenizer.Create(options), added);
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+            catch (Exception e) when (TokenizerFormatException.IsParseFailure(e))
             {
                 throw new TokenizerFormatException(path, "Microsoft.ML.Tokenizers refused the BPE vocabulary or merges: " + e.Message, e);
             }

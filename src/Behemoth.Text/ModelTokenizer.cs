@@ -80,7 +80,7 @@ public static class ModelTokenizer
             return new LoadedTokenizer(tokenizer, TokenizerKinds.SentencePiece, path, null, special,
                 config.Bos ?? tokenizer.BeginningOfSentenceToken, config.Eos ?? tokenizer.EndOfSentenceToken);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or FormatException or IOException and not FileNotFoundException)
+        catch (Exception e) when (TokenizerFormatException.IsParseFailure(e))
         {
             throw new TokenizerFormatException(path, "Microsoft.ML.Tokenizers could not load it as a SentencePiece BPE model: " + e.Message, e);
         }
@@ -99,7 +99,7 @@ public static class ModelTokenizer
             var tokenizer = TiktokenTokenizer.Create(stream, preTokenizer, normalizer: null, specialTokens: special);
             return new LoadedTokenizer(tokenizer, TokenizerKinds.Tiktoken, path, family.Name, special, config.Bos ?? family.Bos, config.Eos ?? family.Eos);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        catch (Exception e) when (TokenizerFormatException.IsParseFailure(e))
         {
             throw new TokenizerFormatException(path, "not a valid tiktoken rank file (expected lines of 'base64 rank'): " + e.Message, e);
         }

@@ -43,7 +43,7 @@ internal static class SentencePieceModelFile
             }
             if (id == 0) throw new InvalidDataException("no pieces (field 1) found");
         }
-        catch (Exception e) when (e is InvalidDataException or IndexOutOfRangeException or ArgumentOutOfRangeException or OverflowException)
+        catch (Exception e) when (TokenizerFormatException.IsParseFailure(e))
         {
             throw new TokenizerFormatException(path, "not a SentencePiece model (expected a ModelProto protobuf with pieces): " + e.Message, e);
         }

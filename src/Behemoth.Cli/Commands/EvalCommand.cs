@@ -28,7 +28,8 @@ internal static class EvalCommand
         var window = new Option<int>("--window") { Description = "Tokens per scoring window", DefaultValueFactory = _ => 256 };
         var provider = ProviderOption.Create();
         var json = new Option<bool>("--json") { Description = "Print JSON: per file and overall token count and perplexity" };
-        var command = new Command("eval", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window, json, provider };
+        var trust = TrustOption.Create();
+        var command = new Command("eval", "Perplexity of held-out text under a model or package") { model, text, engine, profile, window, json, provider, trust };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
             string dir = parse.GetValue(model)!;
@@ -40,7 +41,7 @@ internal static class EvalCommand
             Behemoth.Runtime.Tokenizer tokenizer;
             if (parse.GetValue(engine) == "onnx")
             {
-                var loaded = Model.Open(dir, new ModelOptions { Profile = parse.GetValue(profile)!, Provider = ProviderOption.Parse(parse.GetValue(provider)) });
+                var loaded = Model.Open(dir, new ModelOptions { Profile = parse.GetValue(profile)!, Provider = ProviderOption.Parse(parse.GetValue(provider)), TrustedKeys = TrustOption.Keys(parse, trust) });
                 (owner, tokenizer) = (loaded, loaded.Tokenizer);
                 score = window => Perplexity.NegativeLogLikelihood(loaded.Session, window);
             }

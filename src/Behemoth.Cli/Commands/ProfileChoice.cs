@@ -16,10 +16,13 @@ internal sealed class ProfileChoice
         Description = "Load the largest profile whose weights and KV cache fit this much memory, e.g. 64MB, 1.5GiB",
     };
 
+    public Option<string[]> Trust { get; } = TrustOption.Create();
+
     public void AddTo(Command command)
     {
         command.Options.Add(Profile);
         command.Options.Add(MemoryBudget);
+        command.Options.Add(Trust);
     }
 
     /// <param name="contextTokens">The sequence length the KV cache must hold, for the budget.</param>
@@ -29,9 +32,10 @@ internal sealed class ProfileChoice
         string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget);
         if (profile is not null && budget is not null)
             throw new BehemothException("give --profile or --memory-budget, not both");
+        var keys = TrustOption.Keys(parse, Trust);
         return budget is null
-            ? DecoderSession.Open(package, profile ?? "full", provider, intraOpThreads, cancellationToken)
-            : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, intraOpThreads, cancellationToken);
+            ? DecoderSession.Open(package, profile ?? "full", provider, intraOpThreads, keys, cancellationToken)
+            : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, intraOpThreads, keys, cancellationToken);
     }
 
     /// <summary>The package as a <see cref="Model"/> (session, tokenizer, chat template and stop ids), the profile chosen as <see cref="Open"/> does.</summary>
@@ -47,6 +51,7 @@ internal sealed class ProfileChoice
             ContextTokens = contextTokens,
             Provider = provider,
             IntraOpThreads = intraOpThreads,
+            TrustedKeys = TrustOption.Keys(parse, Trust),
         }, cancellationToken);
     }
 

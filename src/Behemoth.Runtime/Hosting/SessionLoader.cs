@@ -1,3 +1,4 @@
+using Behemoth.Package;
 using System.Diagnostics;
 using Behemoth.Runtime.Diagnostics;
 using Microsoft.Extensions.Logging;
@@ -18,21 +19,21 @@ public static class SessionLoader
     /// <summary>As above, with at most <paramref name="intraOpThreads"/> ONNX Runtime threads per run (0: its default).</summary>
     public static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, ILogger? logger,
         CancellationToken cancellationToken = default)
-        => Open(packageDirectory, profile, provider, intraOpThreads, logger, verified: null, cancellationToken);
+        => Open(packageDirectory, PackageReader.ReadManifest(packageDirectory), profile, provider, intraOpThreads, logger, verified: null, cancellationToken);
 
-    internal static DecoderSession Open(string packageDirectory, string profile, ExecutionProvider provider, int intraOpThreads, ILogger? logger,
+    internal static DecoderSession Open(string packageDirectory, PackageManifest manifest, string profile, ExecutionProvider provider, int intraOpThreads, ILogger? logger,
         Action? verified, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(packageDirectory);
         ArgumentNullException.ThrowIfNull(profile);
         var clock = Stopwatch.StartNew();
-        var session = DecoderSession.Open(packageDirectory, profile, provider, intraOpThreads, verified, cancellationToken);
+        var session = DecoderSession.Open(packageDirectory, manifest, profile, provider, intraOpThreads, verified, cancellationToken);
         var elapsed = clock.Elapsed;
         try
         {
             if (logger is not null && logger.IsEnabled(LogLevel.Information))
             {
-                var manifest = session.Manifest;
+                manifest = session.Manifest;
                 var info = manifest.Profiles[profile];
                 var files = info.Files.Prepend(info.Graph).Distinct().ToArray();
                 long bytes = files.Sum(f => manifest.Files.TryGetValue(f, out var entry) ? entry.Bytes : 0);
