@@ -83,7 +83,7 @@ public class SamplerTests
         int[] order = Enumerable.Range(0, logits.Length).ToArray();
         float[] keys = logits.ToArray();
         var weights = new float[logits.Length];
-        Sampler.Weights(logits, options.Temperature, weights);
+        _ = Sampler.Weights(logits, options.Temperature, weights);
         Array.Sort(keys, order, Comparer<float>.Create((a, b) => b.CompareTo(a)));
         int keep = options.TopK > 0 ? Math.Min(options.TopK, order.Length) : order.Length;
         var probs = new double[keep];

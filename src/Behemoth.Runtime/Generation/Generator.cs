@@ -107,9 +107,11 @@ public sealed class Generator : IDisposable
         int next;
         if (_options.Temperature == 0f && _options.RepetitionPenalty == 1f)
             next = Logits.ArgMax(_logits);              // greedy reads the logits as they are: no copy
+        else if (_options.RepetitionPenalty == 1f)
+            next = _sampler.Next(_logits, _seen);       // the sampler only reads them
         else
         {
-            _logits.CopyTo(_scratch, 0);                // the sampler works in place; GetLastLogits stays the model's
+            _logits.CopyTo(_scratch, 0);                // the penalty is applied in place; GetLastLogits stays the model's
             next = _sampler.Next(_scratch, _seen);
         }
         if (_stop.Contains(next))

@@ -1,5 +1,7 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Behemoth.Runtime.Generation;
 
@@ -8,15 +10,23 @@ namespace Behemoth.Runtime.Generation;
 /// the result a full sort would give (the candidates walked from the most likely down) but without sorting.
 /// </summary>
 /// <remarks>
-/// top-p and the draw are both "where does the running probability, most likely first, reach x?". A weighted
-/// quickselect answers that in expected linear time: partition the candidates around a pivot logit and go into the
-/// side the running mass crosses x in. On a flat distribution the nucleus holds thousands of tokens, where sorting them
-/// cost more than the model's run on a small model. Buffers are kept between calls: a step allocates nothing.
+/// Sorting the vocabulary cost more than the model's run on a small model (behemoth-nano's nucleus at T 0.8, top-p 0.9
+/// holds hundreds of tokens). Instead: one vectorised pass for the weights; the tokens that can be in the nucleus
+/// (those heavier than (1 - p) * sum / vocab: the rest weigh less than 1 - p together) picked with one compare per
+/// vector; top-k by quickselect; then top-p and the draw, both "where does the running probability, most likely
+/// first, reach x?", answered by bucketing the candidates by logit and sorting only the bucket x falls in. Buffers
+/// are kept between calls: a step allocates nothing.
 /// </remarks>
 internal sealed class Sampler(GenerationOptions options)
 {
-    // below this many candidates a range is insertion-sorted and walked
+    // below this many candidates a range is insertion-sorted
     private const int SmallRange = 24;
+    // logit buckets of the candidates: the one the running weight crosses in is the only one sorted
+    private const int Buckets = 256;
+
+    private readonly double[] _bucketMass = new double[Buckets];
+    private byte[] _bucketOf = [];
+    private Candidate[] _members = [];
 
     private readonly Random _random = options.Seed is int seed ? new Random(seed) : new Random();
     private Candidate[] _candidates = [];
@@ -37,7 +47,7 @@ internal sealed class Sampler(GenerationOptions options)
         if (_candidates.Length < vocab) (_candidates, _weights) = (new Candidate[vocab], new float[vocab]);
         var candidates = _candidates.AsSpan(0, vocab);
         var w = _weights.AsSpan(0, vocab);
-        Weights(logits, options.Temperature, w);
+        double total = Weights(logits, options.Temperature, w);
 
         int keep = options.TopK > 0 ? Math.Min(options.TopK, vocab) : vocab;
         double sum;
@@ -53,98 +63,139 @@ internal sealed class Sampler(GenerationOptions options)
         {
             // Tokens lighter than (1 - p) * sum / vocab weigh less than 1 - p all together, so the most likely tokens
             // reach p before any of them: the nucleus is among the rest. On a peaked distribution that is a handful.
-            sum = SumAsDouble(w);
+            sum = total;
             float floor = options.TopP < 1f ? (float)((1 - options.TopP) * sum / vocab) : 0f;
             candidates = candidates[..Heavier(logits, w, floor, candidates)];
         }
 
-        // top-p: the shortest run of most likely tokens whose probability reaches p (it ends up at the front)
-        double mass = sum;
-        if (options.TopP < 1f)
-        {
-            int last = Crossing(candidates, options.TopP * sum, out mass);
-            candidates = candidates[..(last + 1)];
-        }
-        int drawn = Crossing(candidates, _random.NextDouble() * mass, out _);
-        return candidates[drawn].Id;
+        return Draw(candidates, sum);
     }
 
     /// <summary>
-    /// The unnormalised probabilities exp((logit - max) / temperature), in float and vectorised (probabilities need no
-    /// more: the sums over them are taken in double).
+    /// top-p and the draw over <paramref name="candidates"/> (total weight <paramref name="sum"/>), with the result of
+    /// walking them most likely first: bucketed by logit (a higher bucket never holds a likelier token), the running
+    /// weight is found per bucket, and only the bucket it crosses in is sorted and walked.
     /// </summary>
-    internal static void Weights(ReadOnlySpan<float> logits, float temperature, Span<float> weights)
+    private int Draw(Span<Candidate> candidates, double sum)
     {
-        float max = TensorPrimitives.Max(logits);
-        TensorPrimitives.Subtract(logits, max, weights);
-        TensorPrimitives.Divide(weights, temperature, weights);
-        TensorPrimitives.Exp(weights, weights);
+        float high = float.NegativeInfinity, low = float.PositiveInfinity;
+        foreach (var c in candidates) (high, low) = (Math.Max(high, c.Logit), Math.Min(low, c.Logit));
+        float scale = high > low ? (Buckets - 1) / (high - low) : 0f;
+        if (_bucketOf.Length < candidates.Length) (_bucketOf, _members) = (new byte[candidates.Length], new Candidate[candidates.Length]);
+        Array.Clear(_bucketMass);
+        for (int i = 0; i < candidates.Length; i++)
+        {
+            int b = Math.Min(Buckets - 1, (int)((high - candidates[i].Logit) * scale));
+            _bucketOf[i] = (byte)b;
+            _bucketMass[b] += candidates[i].Weight;
+        }
+
+        // top-p: the shortest run of most likely tokens whose probability reaches p, cut inside bucket `cut`
+        int cut = Buckets - 1, kept = int.MaxValue;
+        double mass = sum;
+        Span<Candidate> members = default;
+        if (options.TopP < 1f)
+        {
+            double target = options.TopP * sum, before = 0;
+            for (int b = 0; b < Buckets; b++)
+            {
+                if (before + _bucketMass[b] < target && b < Buckets - 1) { before += _bucketMass[b]; continue; }
+                members = Members(candidates, b);
+                kept = members.Length;
+                for (int k = 0; k < members.Length; k++)
+                {
+                    before += members[k].Weight;
+                    if (before >= target) { kept = k + 1; break; }
+                }
+                (cut, mass) = (b, before);
+                break;
+            }
+        }
+
+        // the draw, within the nucleus
+        double draw = _random.NextDouble() * mass, running = 0;
+        for (int b = 0; b <= cut; b++)
+        {
+            bool last = b == cut;
+            if (!last && running + _bucketMass[b] < draw) { running += _bucketMass[b]; continue; }
+            var walk = last && !members.IsEmpty ? members : Members(candidates, b);
+            int end = last ? Math.Min(kept, walk.Length) : walk.Length;
+            for (int k = 0; k < end; k++)
+            {
+                running += walk[k].Weight;
+                if (running >= draw) return walk[k].Id;
+            }
+            if (end > 0 && (last || b == Buckets - 1)) return walk[end - 1].Id;     // rounding left the draw just past the end
+        }
+        return candidates[0].Id;        // unreachable: the nucleus is never empty
+    }
+
+    // the candidates of bucket b, most likely first
+    private Span<Candidate> Members(ReadOnlySpan<Candidate> candidates, int b)
+    {
+        int n = 0;
+        for (int i = 0; i < candidates.Length; i++)
+            if (_bucketOf[i] == b) _members[n++] = candidates[i];
+        var members = _members.AsSpan(0, n);
+        if (n <= SmallRange) InsertionSort(members);
+        else members.Sort(static (x, y) => y.Logit.CompareTo(x.Logit));
+        return members;
+    }
+
+    /// <summary>
+    /// The unnormalised probabilities exp((logit - max) / temperature) in float (probabilities need no more), in one
+    /// vectorised pass after the max; returns their sum, accumulated in double.
+    /// </summary>
+    internal static double Weights(ReadOnlySpan<float> logits, float temperature, Span<float> weights)
+    {
+        float max = TensorPrimitives.Max(logits), scale = 1f / temperature;
+        int i = 0, width = Vector<float>.Count;
+        var vmax = new Vector<float>(max);
+        var vscale = new Vector<float>(scale);
+        var total = Vector<double>.Zero;
+        for (; i + width <= logits.Length; i += width)
+        {
+            var w = Vector.Exp((new Vector<float>(logits.Slice(i, width)) - vmax) * vscale);
+            w.CopyTo(weights.Slice(i, width));
+            Vector.Widen(w, out var low, out var high);
+            total += low + high;
+        }
+        double sum = Vector.Sum(total);
+        for (; i < logits.Length; i++) sum += weights[i] = MathF.Exp((logits[i] - max) * scale);
+        return sum;
     }
 
     /// <summary>The candidates whose weight is at least <paramref name="floor"/>, in vocabulary order; returns how many.</summary>
     private static int Heavier(ReadOnlySpan<float> logits, ReadOnlySpan<float> w, float floor, Span<Candidate> candidates)
     {
-        int n = 0, i = 0, width = Vector<float>.Count;
-        var limit = new Vector<float>(floor);
-        for (; i + width <= w.Length; i += width)
+        int n = 0, i = 0;
+        // one compare per vector of weights, then only the set bits of the mask are visited: the cost is the
+        // vocabulary's vectors plus the candidates kept, not a branch per token
+        if (Vector256.IsHardwareAccelerated)
         {
-            // whole vectors below the floor are skipped without a branch per token
-            if (!Vector.GreaterThanOrEqualAny(new Vector<float>(w.Slice(i, width)), limit)) continue;
-            for (int j = i; j < i + width; j++)
-                if (w[j] >= floor) candidates[n++] = new(logits[j], w[j], j);
+            var limit = Vector256.Create(floor);
+            ref float start = ref MemoryMarshal.GetReference(w);
+            for (; i + Vector256<float>.Count <= w.Length; i += Vector256<float>.Count)
+                for (uint bits = Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref start, (nuint)i), limit).ExtractMostSignificantBits(); bits != 0; bits &= bits - 1)
+                {
+                    int j = i + BitOperations.TrailingZeroCount(bits);
+                    candidates[n++] = new(logits[j], w[j], j);
+                }
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            var limit = Vector128.Create(floor);
+            ref float start = ref MemoryMarshal.GetReference(w);
+            for (; i + Vector128<float>.Count <= w.Length; i += Vector128<float>.Count)
+                for (uint bits = Vector128.GreaterThanOrEqual(Vector128.LoadUnsafe(ref start, (nuint)i), limit).ExtractMostSignificantBits(); bits != 0; bits &= bits - 1)
+                {
+                    int j = i + BitOperations.TrailingZeroCount(bits);
+                    candidates[n++] = new(logits[j], w[j], j);
+                }
         }
         for (; i < w.Length; i++)
             if (w[i] >= floor) candidates[n++] = new(logits[i], w[i], i);
         return n;
-    }
-
-    /// <summary>The sum of float weights, accumulated in double.</summary>
-    private static double SumAsDouble(ReadOnlySpan<float> w)
-    {
-        int i = 0, width = Vector<float>.Count;
-        var total = Vector<double>.Zero;
-        for (; i + width <= w.Length; i += width)
-        {
-            Vector.Widen(new Vector<float>(w.Slice(i, width)), out var low, out var high);
-            total += low + high;
-        }
-        double sum = Vector.Sum(total);
-        for (; i < w.Length; i++) sum += w[i];
-        return sum;
-    }
-
-    /// <summary>
-    /// The position of the candidate at which the running weight, most likely first, reaches <paramref name="target"/>
-    /// (the last one if rounding leaves it short). On return every candidate before that position is more likely (or
-    /// as likely), every one after less (or as), and <paramref name="reached"/> is the weight up to and including it.
-    /// </summary>
-    private static int Crossing(Span<Candidate> candidates, double target, out double reached)
-    {
-        int lo = 0, hi = candidates.Length;
-        double before = 0;       // weight of candidates[0..lo), all more likely than the rest
-        while (hi - lo > SmallRange)
-        {
-            var (greaterEnd, equalEnd) = Partition(candidates[lo..hi], Pivot(candidates[lo..hi]));
-            (greaterEnd, equalEnd) = (greaterEnd + lo, equalEnd + lo);
-            double greater = Weight(candidates[lo..greaterEnd]);
-            if (before + greater >= target && greaterEnd > lo) { hi = greaterEnd; continue; }
-            before += greater;
-            // ties: walked in the order they lie (a sort leaves equal logits in no particular order either)
-            for (int i = greaterEnd; i < equalEnd; i++)
-            {
-                before += candidates[i].Weight;
-                if (before >= target || i + 1 == candidates.Length) { reached = before; return i; }
-            }
-            lo = equalEnd;
-        }
-        InsertionSort(candidates[lo..hi]);
-        for (int i = lo; i < hi; i++)
-        {
-            before += candidates[i].Weight;
-            if (before >= target || i + 1 == hi) { reached = before; return i; }
-        }
-        reached = before;
-        return hi - 1;
     }
 
     /// <summary>Moves the <paramref name="count"/> largest logits to the front (in no order); ties at the cut fall either way.</summary>
