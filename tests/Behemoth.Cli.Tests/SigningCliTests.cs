@@ -39,6 +39,19 @@ public sealed class SigningCliTests(NanoPackageFixture nano) : IClassFixture<Nan
         Assert.Equal(1, other.ExitCode);
         Assert.Contains("none of them trusted", other.Stderr);
 
+        // a device file naming the key: --device loads the device's profile under it (the fixture has 'full' only)
+        string device = _temp.File("full.json");
+        File.WriteAllText(device, """
+            {"name": "full", "memory_bytes": 100000000, "context_tokens": 256, "domains": {"en": 1}, "trusted_keys": ["other.public"]}
+            """);
+        var byDevice = BatchCliTests.Run("run", package, "--prompt", "English: Good morning\nItalian:", "--max-tokens", "6", "--device", device);
+        Assert.Equal(1, byDevice.ExitCode);
+        Assert.Contains("none of them trusted", byDevice.Stderr);
+        File.WriteAllText(device, File.ReadAllText(device).Replace("other.public", "publisher.public"));
+        var deviceRun = BatchCliTests.Run("run", package, "--prompt", "English: Good morning\nItalian:", "--max-tokens", "6", "--device", device);
+        Assert.Equal(0, deviceRun.ExitCode);
+        Assert.Equal(plain.Stdout, deviceRun.Stdout);
+
         File.AppendAllText(Path.Combine(package, "generation_config.json"), " ");
         var changed = BatchCliTests.Run("bench", package, "--trust", trust, "--prompt-tokens", "8", "--decode-tokens", "4", "--runs", "1");
         Assert.Equal(1, changed.ExitCode);

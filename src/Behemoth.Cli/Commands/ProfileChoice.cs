@@ -18,21 +18,36 @@ internal sealed class ProfileChoice
 
     public Option<string[]> Trust { get; } = TrustOption.Create();
 
+    public Option<string?> Device { get; } = new("--device")
+    {
+        Description = "A device file (models/devices/*.json): load the profile named after the device, under the device's trusted_keys",
+    };
+
     public void AddTo(Command command)
     {
         command.Options.Add(Profile);
         command.Options.Add(MemoryBudget);
         command.Options.Add(Trust);
+        command.Options.Add(Device);
+    }
+
+    // --profile, --memory-budget or --device (at most one), and the keys of --trust and the device file together
+    private (string? Profile, string? Budget, IReadOnlyList<TrustedKey> Keys) Choose(ParseResult parse)
+    {
+        string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget), device = parse.GetValue(Device);
+        if (new[] { profile, budget, device }.Count(v => v is not null) > 1)
+            throw new BehemothException("give one of --profile, --memory-budget and --device");
+        var keys = TrustOption.Keys(parse, Trust);
+        if (device is null) return (profile, budget, keys);
+        var spec = Behemoth.Exporter.Pruning.DeviceSpec.Read(device);
+        return (spec.Name, null, [.. keys, .. spec.LoadTrustedKeys()]);
     }
 
     /// <param name="contextTokens">The sequence length the KV cache must hold, for the budget.</param>
     /// <param name="intraOpThreads">ONNX Runtime threads per run (0: its default).</param>
     public DecoderSession Open(ParseResult parse, string package, int contextTokens, ExecutionProvider provider, CancellationToken cancellationToken, int intraOpThreads = 0)
     {
-        string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget);
-        if (profile is not null && budget is not null)
-            throw new BehemothException("give --profile or --memory-budget, not both");
-        var keys = TrustOption.Keys(parse, Trust);
+        var (profile, budget, keys) = Choose(parse);
         return budget is null
             ? DecoderSession.Open(package, profile ?? "full", provider, intraOpThreads, keys, cancellationToken)
             : DecoderSession.OpenWithinBudget(package, ParseSize(budget), contextTokens, provider, intraOpThreads, keys, cancellationToken);
@@ -41,9 +56,7 @@ internal sealed class ProfileChoice
     /// <summary>The package as a <see cref="Model"/> (session, tokenizer, chat template and stop ids), the profile chosen as <see cref="Open"/> does.</summary>
     public Model OpenModel(ParseResult parse, string package, int contextTokens, ExecutionProvider provider, CancellationToken cancellationToken, int intraOpThreads = 0)
     {
-        string? profile = parse.GetValue(Profile), budget = parse.GetValue(MemoryBudget);
-        if (profile is not null && budget is not null)
-            throw new BehemothException("give --profile or --memory-budget, not both");
+        var (profile, budget, keys) = Choose(parse);
         return Model.Open(package, new ModelOptions
         {
             Profile = profile ?? "full",
@@ -51,7 +64,7 @@ internal sealed class ProfileChoice
             ContextTokens = contextTokens,
             Provider = provider,
             IntraOpThreads = intraOpThreads,
-            TrustedKeys = TrustOption.Keys(parse, Trust),
+            TrustedKeys = keys,
         }, cancellationToken);
     }
 

@@ -21,6 +21,23 @@ public sealed record DeviceSpec
     [JsonPropertyName("quantization")] public string Quantization { get; init; } = "int4";
     [JsonPropertyName("providers")] public IReadOnlyList<string> Providers { get; init; } = ["cpu"];
     [JsonPropertyName("threads")] public int Threads { get; init; }
+    /// <summary>
+    /// Public key files (<c>behemoth keygen</c>'s <c>.public</c>, paths relative to the device file) the device runs
+    /// packages signed by; empty: signatures are not required. <c>run</c>, <c>eval</c>, <c>bench</c> and <c>batch</c>
+    /// with <c>--device</c> load the device's profile under these keys.
+    /// </summary>
+    [JsonPropertyName("trusted_keys")] public IReadOnlyList<string> TrustedKeys { get; init; } = [];
+
+    /// <summary>The device file this was read from (trusted key paths are relative to it).</summary>
+    [JsonIgnore] public string? File { get; init; }
+
+    /// <summary>The trusted keys, loaded (each path relative to the device file).</summary>
+    public IReadOnlyList<TrustedKey> LoadTrustedKeys()
+    {
+        string baseDir = File is null ? "." : Path.GetDirectoryName(Path.GetFullPath(File))!;
+        return [.. TrustedKeys.Select(k => TrustedKey.Load(Path.IsPathRooted(k) ? k : Path.Combine(baseDir, k)))];
+    }
+
     /// <summary>Calibration domain → weight (the names of a stats file's domains).</summary>
     [JsonPropertyName("domains")] public required IReadOnlyDictionary<string, double> Domains { get; init; }
 
@@ -35,11 +52,11 @@ public sealed record DeviceSpec
 
     public static DeviceSpec Read(string path)
     {
-        if (!File.Exists(path)) throw new BehemothException($"{path}: no such device file");
+        if (!System.IO.File.Exists(path)) throw new BehemothException($"{path}: no such device file");
         DeviceSpec? spec;
         try
         {
-            spec = JsonSerializer.Deserialize<DeviceSpec>(File.ReadAllText(path));
+            spec = JsonSerializer.Deserialize<DeviceSpec>(System.IO.File.ReadAllText(path));
         }
         catch (JsonException e)
         {
@@ -51,6 +68,10 @@ public sealed record DeviceSpec
         if (spec.Domains.Count == 0 || spec.Domains.Values.Any(w => !(w > 0)))
             throw new BehemothException($"{path}: domains must map at least one calibration domain to a positive weight");
         _ = spec.Quant;
+        if (spec.TrustedKeys is null || spec.TrustedKeys.Any(k => string.IsNullOrWhiteSpace(k)))
+            throw new BehemothException($"{path}: trusted_keys must be a list of public key file paths");
+        spec = spec with { File = path };
+        _ = spec.LoadTrustedKeys();     // a key that does not load is the device file's error, found now
         return spec;
     }
 }
