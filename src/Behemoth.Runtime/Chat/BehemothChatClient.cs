@@ -25,7 +25,17 @@ using Tokenizer = Microsoft.ML.Tokenizers.Tokenizer;
 /// <para>
 /// <see cref="ChatOptions"/> maps onto <see cref="GenerationOptions"/>: MaxOutputTokens, Temperature, TopK, TopP,
 /// Seed, StopSequences (added to the formatter's stop strings) and AdditionalProperties["repetition_penalty"];
-/// Instructions become a leading system message. Other options (penalties, tools, response formats) are ignored.
+/// Instructions become a leading system message. What the client cannot honour yet (Tools and ToolMode, a JSON
+/// ResponseFormat, FrequencyPenalty and PresencePenalty, another ModelId, background responses, tool-role messages
+/// and non-text contents) is refused with a <see cref="NotSupportedException"/> naming it, never silently dropped.
+/// </para>
+/// <para>
+/// Conversations: with <see cref="ChatOptions.ConversationId"/>, the KV cache of the conversation is kept after the
+/// response (up to <see cref="BehemothChatClientOptions.MaxConversations"/> conversations and
+/// <see cref="BehemothChatClientOptions.MaxConversationCacheBytes"/>, least recently used freed first). The caller still
+/// sends the whole conversation each turn (the client keeps no messages); the prompt's tokens are compared with the
+/// cached ones and only what differs runs, a diverging turn rewinding to the common prefix. The response's
+/// <see cref="UsageDetails.CachedInputTokenCount"/> says how many prompt tokens came from the cache.
 /// </para>
 /// <para>The client neither owns nor disposes the session and tokenizer it is given. Disposing the client, or the
 /// session under it (as a container does), ends the responses in progress with an <see cref="ObjectDisposedException"/>.</para>
@@ -46,6 +56,7 @@ public sealed class BehemothChatClient : IChatClient
     private readonly IDisposable _expertsTracking;
     private readonly string _providerName;
     private readonly CancellationTokenSource _disposal = new();     // cancels the responses in progress on Dispose
+    private readonly ConversationCache _conversations;
     private volatile bool _disposed;
 
     /// <param name="session">The loaded profile; it stays the caller's to dispose, after this client.</param>
@@ -71,7 +82,13 @@ public sealed class BehemothChatClient : IChatClient
         ModelId = options.ModelId ?? $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(fullPath))}/{session.Profile}";
         Metadata = new ChatClientMetadata(ProviderName, new Uri(fullPath), ModelId);
         _expertsTracking = _metrics.TrackExperts(session);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxConversations);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxConversationCacheBytes);
+        _conversations = new ConversationCache(options.MaxConversations, options.MaxConversationCacheBytes);
     }
+
+    /// <summary>Conversations whose KV cache is kept now.</summary>
+    public int CachedConversations => _conversations.Count;
 
     /// <summary>The loaded profile the client generates with (the caller's to dispose, after the client).</summary>
     public DecoderSession Session { get; }
@@ -88,9 +105,10 @@ public sealed class BehemothChatClient : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var stats = new GenerationStats();
+        var turn = new Turn();
         var created = DateTimeOffset.UtcNow;
         var text = new StringBuilder();
-        await foreach (var piece in RunAsync(messages, options, stats, cancellationToken).ConfigureAwait(false)) text.Append(piece);
+        await foreach (var piece in RunAsync(messages, options, stats, turn, cancellationToken).ConfigureAwait(false)) text.Append(piece);
         string id = NewId();
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, text.ToString()) { MessageId = id, CreatedAt = created })
         {
@@ -98,7 +116,7 @@ public sealed class BehemothChatClient : IChatClient
             ModelId = ModelId,
             CreatedAt = created,
             FinishReason = FinishReason(stats),
-            Usage = Usage(stats),
+            Usage = Usage(stats, turn),
         };
     }
 
@@ -111,11 +129,12 @@ public sealed class BehemothChatClient : IChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var stats = new GenerationStats();
+        var turn = new Turn();
         var created = DateTimeOffset.UtcNow;
         string id = NewId();
-        await foreach (var piece in RunAsync(messages, options, stats, cancellationToken).ConfigureAwait(false))
+        await foreach (var piece in RunAsync(messages, options, stats, turn, cancellationToken).ConfigureAwait(false))
             yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created };
-        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(stats))])
+        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(stats, turn))])
         {
             ResponseId = id,
             MessageId = id,
@@ -175,18 +194,20 @@ public sealed class BehemothChatClient : IChatClient
         _disposed = true;
         _disposal.Cancel();             // terminates the run in flight through the generation's token
         _expertsTracking.Dispose();
+        _conversations.Dispose();
     }
 
     private ObjectDisposedException Disposed(Exception inner) =>
         new($"the {nameof(BehemothChatClient)} was disposed while the response was generated", inner);
 
     /// <summary>One generation under the gate, logged and measured however it ends.</summary>
-    private async IAsyncEnumerable<string> RunAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, GenerationStats stats,
+    private async IAsyncEnumerable<string> RunAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, GenerationStats stats, Turn turn,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(messages);
         ObjectDisposedException.ThrowIf(_disposed, this);
         var conversation = messages.ToList();
+        RefuseUnsupported(conversation, options);
         if (options?.Instructions is { Length: > 0 } instructions) conversation.Insert(0, new ChatMessage(ChatRole.System, instructions));
         string prompt = _formatter.Format(conversation);
         var generation = ToGenerationOptions(options);
@@ -201,11 +222,16 @@ public sealed class BehemothChatClient : IChatClient
         {
             throw Disposed(e);
         }
-        bool logged = false;
+        bool logged = false, completed = false;
+        string? conversationId = _conversations.MaxConversations > 0 ? options?.ConversationId : null;
+        Generator? generator = null;
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var pieces = TextGenerator.GenerateAsync(Session, Tokenizer, prompt, generation, stats, linked.Token).GetAsyncEnumerator(linked.Token);
+            var input = Encode(prompt, generation);
+            generator = StartTurn(conversationId, generation, input, out int cached);
+            turn.Cached = cached;
+            var pieces = TextGenerator.StreamAsync(generator, Tokenizer, input.AsMemory(cached), stats, ownsGenerator: false, linked.Token).GetAsyncEnumerator(linked.Token);
             await using (pieces.ConfigureAwait(false))
             {
                 while (true)
@@ -235,14 +261,69 @@ public sealed class BehemothChatClient : IChatClient
                     yield return pieces.Current;
                 }
             }
+            completed = true;
         }
         finally
         {
+            // a finished turn's cache is kept for the conversation; one that failed or was cut short is not reused
+            if (generator is not null)
+            {
+                if (completed && conversationId is not null) _conversations.Put(conversationId, generator);
+                else generator.Dispose();
+            }
             _gate.Release();
             _metrics.RecordGeneration(stats, Session.Profile, Session.Provider);
             if (!logged)
                 RuntimeLog.GenerationCompleted(_logger, Session.Profile, _providerName, stats.PromptTokens, stats.GeneratedTokens,
                     stats.TimeToFirstToken?.TotalMilliseconds, stats.DecodeTokensPerSecond, stats.StopReason);
+        }
+    }
+
+    /// <summary>The prompt's ids, with the beginning-of-sequence token, fitted to the context as the options say.</summary>
+    private int[] Encode(string prompt, GenerationOptions generation)
+    {
+        var ids = new List<int>();
+        if (Session.Shape.BosTokenId is int bos) ids.Add(bos);
+        ids.AddRange(Tokenizer.EncodeToIds(prompt));
+        return TokenGenerator.FitPrompt(ids, generation, Session.Shape.ContextLength);
+    }
+
+    /// <summary>
+    /// The generator for this turn: the conversation's, moved back to the longest prefix it shares with
+    /// <paramref name="input"/> (<paramref name="cached"/> tokens; at least one token runs, for the logits), or a new one.
+    /// </summary>
+    private Generator StartTurn(string? conversationId, GenerationOptions generation, int[] input, out int cached)
+    {
+        cached = 0;
+        var previous = conversationId is null ? null : _conversations.Take(conversationId);
+        if (previous is null) return new Generator(Session, generation);
+        var generator = previous.ContinueWith(generation);
+        var held = generator.Tokens;
+        int common = 0;
+        while (common < held.Count && common < input.Length && held[common] == input[common]) common++;
+        cached = Math.Min(common, input.Length - 1);
+        generator.RewindTo(cached);
+        return generator;
+    }
+
+    /// <summary>Options and contents this client cannot honour yet are refused, not dropped.</summary>
+    private void RefuseUnsupported(List<ChatMessage> conversation, ChatOptions? options)
+    {
+        static NotSupportedException No(string what) => new($"{nameof(BehemothChatClient)} does not support {what} yet");
+        if (options is not null)
+        {
+            if (options.Tools is { Count: > 0 }) throw No("ChatOptions.Tools (tool calling)");
+            if (options.ToolMode is RequiredChatToolMode) throw No("ChatOptions.ToolMode = required (tool calling)");
+            if (options.ResponseFormat is not null and not ChatResponseFormatText) throw No("ChatOptions.ResponseFormat other than text (JSON output)");
+            if (options.FrequencyPenalty is not null) throw No("ChatOptions.FrequencyPenalty (use AdditionalProperties[\"repetition_penalty\"])");
+            if (options.PresencePenalty is not null) throw No("ChatOptions.PresencePenalty (use AdditionalProperties[\"repetition_penalty\"])");
+            if (options.ModelId is { } model && model != ModelId) throw No($"ChatOptions.ModelId '{model}' (this client serves '{ModelId}')");
+            if (options.AllowBackgroundResponses == true || options.ContinuationToken is not null) throw No("background responses");
+        }
+        foreach (var m in conversation)
+        {
+            if (m.Role == ChatRole.Tool) throw No("tool-role messages");
+            if (m.Contents.FirstOrDefault(c => c is not TextContent) is { } other) throw No($"{other.GetType().Name} in a {m.Role} message");
         }
     }
 
@@ -253,12 +334,20 @@ public sealed class BehemothChatClient : IChatClient
         _ => null,
     };
 
-    private static UsageDetails Usage(GenerationStats stats) => new()
+    // the prompt as a whole: the tokens taken from a conversation's cache and those run
+    private static UsageDetails Usage(GenerationStats stats, Turn turn) => new()
     {
-        InputTokenCount = stats.PromptTokens,
+        InputTokenCount = turn.Cached + stats.PromptTokens,
+        CachedInputTokenCount = turn.Cached,
         OutputTokenCount = stats.GeneratedTokens,
-        TotalTokenCount = stats.PromptTokens + stats.GeneratedTokens,
+        TotalTokenCount = turn.Cached + stats.PromptTokens + stats.GeneratedTokens,
     };
+
+    /// <summary>What a request took from its conversation's cache.</summary>
+    private sealed class Turn
+    {
+        public int Cached;
+    }
 
     /// <summary>ChatOptions seeds are 64-bit; ones in int range are used as they are, others folded.</summary>
     private static int FoldSeed(long seed) => seed is >= int.MinValue and <= int.MaxValue ? (int)seed : unchecked((int)seed ^ (int)(seed >> 32));

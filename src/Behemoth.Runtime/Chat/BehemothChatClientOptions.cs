@@ -16,4 +16,13 @@ public sealed class BehemothChatClientOptions
 
     /// <summary>The model id responses carry; null: "package/profile" (the package folder's name and the profile).</summary>
     public string? ModelId { get; set; }
+
+    /// <summary>
+    /// Conversations (by <see cref="Microsoft.Extensions.AI.ChatOptions.ConversationId"/>) whose KV cache is kept
+    /// between turns (default 8; 0: none); the least recently used is freed first.
+    /// </summary>
+    public int MaxConversations { get; set; } = 8;
+
+    /// <summary>Bytes of keys and values all kept conversations may hold together (default 256 MiB).</summary>
+    public long MaxConversationCacheBytes { get; set; } = 256L << 20;
 }

@@ -39,6 +39,22 @@ public sealed class Generator : IDisposable
         _scratch = new float[session.Shape.VocabSize];
     }
 
+    /// <summary>
+    /// A generator on the same sequence with other options: it takes over this one's tokens and KV cache (this one
+    /// is left disposed, the cache not freed), so a conversation's next turn runs only its new tokens.
+    /// </summary>
+    internal Generator ContinueWith(GenerationOptions options, IEnumerable<int>? stopTokenIds = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var next = new Generator(_session, options, stopTokenIds) { _prefillChunk = _prefillChunk };
+        next._tokens.AddRange(_tokens);
+        next._seen.UnionWith(_tokens);
+        (next._cache, next._run, next._hasLogits) = (_cache, _run, _hasLogits);
+        _logits.CopyTo(next._logits, 0);
+        (_cache, _disposed) = (null, true);
+        return next;
+    }
+
     /// <summary>The sequence so far: every token appended or generated (stop tokens are not part of it). When the
     /// context fills, the last generated token is one past it: it is returned but can never run.</summary>
     public IReadOnlyList<int> Tokens => _tokens;

@@ -46,7 +46,7 @@ public static class TextGenerator
         return StreamAsync(generator, tokenizer.Inner, input, stats, ownsGenerator: false, cancellationToken);
     }
 
-    private static async IAsyncEnumerable<string> StreamAsync(Generator generator, Microsoft.ML.Tokenizers.Tokenizer tokenizer, ReadOnlyMemory<int> input,
+    internal static async IAsyncEnumerable<string> StreamAsync(Generator generator, Microsoft.ML.Tokenizers.Tokenizer tokenizer, ReadOnlyMemory<int> input,
         GenerationStats? stats, bool ownsGenerator, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         try
