@@ -8,4 +8,5 @@ root.Subcommands.Add(GenAiGreedy.Create());
 root.Subcommands.Add(GenAiCompare.Create());
 root.Subcommands.Add(PruningTable.Create());
 root.Subcommands.Add(GenerationOverhead.Create());
+root.Subcommands.Add(ConversationTurns.Create());
 return root.Parse(args).Invoke();
