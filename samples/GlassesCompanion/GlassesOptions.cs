@@ -58,6 +58,10 @@ public sealed class GlassesOptions
     /// <summary>The pairing token; empty: a random one is generated at start and printed once.</summary>
     public string? PairingToken { get; set; }
 
+    /// <summary>Extra host names the <c>Host</c> header may carry (a DNS name of this machine, a reverse proxy's name),
+    /// besides loopback, the addresses the app listens on and, when it listens on every address, this machine's own.</summary>
+    public string[]? AllowedHosts { get; set; }
+
     /// <summary>Stop each mode at the first newline (the models' answer formats are one line).</summary>
     public bool StopAtNewline { get; set; } = true;
 
