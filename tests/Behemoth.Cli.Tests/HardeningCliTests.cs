@@ -1,0 +1,67 @@
+using Behemoth.Tests;
+
+namespace Behemoth.Cli.Tests;
+
+/// <summary>Issue 19's attacks on the command line that need no package: --force on a foreign folder, huge --threads.</summary>
+public sealed class HardeningCliTests
+{
+    private static BatchCliTests.Result Run(params string[] args) => BatchCliTests.Run(args);
+
+    private static void AssertOneLineError(BatchCliTests.Result r, string expected)
+    {
+        Assert.True(r.ExitCode == 1, $"exit {r.ExitCode}: {r.Stderr}");
+        string line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains(expected, line);
+    }
+
+    [Theory]
+    [InlineData("""{"name": "my web app", "start_url": "/", "display": "standalone"}""", "not a valid manifest")]
+    [InlineData("""{"format": "behemoth-package", "format_version": 1}""", "missing required properties")]
+    [InlineData("""not json at all""", "not a valid manifest")]
+    [InlineData(null, "missing")]
+    public void Export_force_never_replaces_a_folder_that_is_not_a_behemoth_package(string? manifest, string reason)
+    {
+        using var dir = new TempDirectory();
+        string target = dir.File("webapp");
+        Directory.CreateDirectory(target);
+        File.WriteAllText(Path.Combine(target, "index.html"), "<html></html>");
+        if (manifest is not null) File.WriteAllText(Path.Combine(target, "manifest.json"), manifest);
+        var r = Run("export", Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano"), "--out", target, "--quant", "int4", "--force");
+        AssertOneLineError(r, target);
+        Assert.Contains("--force replaces only a Behemoth package", r.Stderr);
+        Assert.Contains(reason, r.Stderr);
+        Assert.Equal("<html></html>", File.ReadAllText(Path.Combine(target, "index.html")));
+        Assert.Equal(manifest is null ? ["index.html"] : ["index.html", "manifest.json"],
+            Directory.GetFiles(target).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Single(Directory.GetFileSystemEntries(dir.Path));       // no staging folder left behind
+    }
+
+    [Theory]
+    [InlineData("batch", "--threads", "100000")]
+    [InlineData("batch", "--parallel", "100000")]
+    [InlineData("bench", "--threads", "100000")]
+    [InlineData("batch", "--threads", "-1")]
+    [InlineData("bench", "--threads", "-3")]
+    public void A_thread_or_worker_count_out_of_bounds_is_one_line_before_anything_loads(string command, string option, string value)
+    {
+        using var dir = new TempDirectory();
+        string[] args = command == "batch"
+            ? ["batch", dir.File("no-package"), "--in", dir.File("in.jsonl"), "--out", dir.File("out.jsonl"), option, value]
+            : ["bench", dir.File("no-package"), option, value];
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var r = Run(args);
+        AssertOneLineError(r, $"{option} {value}");
+        Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), "it took " + clock.Elapsed);
+        Assert.False(File.Exists(dir.File("out.jsonl")));
+        if (!value.StartsWith('-')) Assert.Contains($"the most is {4 * Environment.ProcessorCount}", r.Stderr);
+    }
+
+    [Fact]
+    public void A_memory_budget_too_large_for_64_bits_is_one_line()
+    {
+        using var dir = new TempDirectory();
+        var r = Run("bench", dir.File("pkg"), "--memory-budget", "99999999999999999999GB");
+        AssertOneLineError(r, "memory size '99999999999999999999GB' is too large");
+    }
+}
