@@ -29,12 +29,27 @@ public sealed class HardeningCliTests
         if (manifest is not null) File.WriteAllText(Path.Combine(target, "manifest.json"), manifest);
         var r = Run("export", Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano"), "--out", target, "--quant", "int4", "--force");
         AssertOneLineError(r, target);
-        Assert.Contains("--force replaces only a Behemoth package", r.Stderr);
+        Assert.Contains("not a Behemoth package, so --force does not replace it", r.Stderr);
         Assert.Contains(reason, r.Stderr);
         Assert.Equal("<html></html>", File.ReadAllText(Path.Combine(target, "index.html")));
         Assert.Equal(manifest is null ? ["index.html"] : ["index.html", "manifest.json"],
             Directory.GetFiles(target).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.Single(Directory.GetFileSystemEntries(dir.Path));       // no staging folder left behind
+    }
+
+    [Fact]
+    public void Export_force_replaces_a_behemoth_package()
+    {
+        using var dir = new TempDirectory();
+        string target = dir.File("pkg"), model = Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano");
+        var r = Run("export", model, "--out", target, "--quant", "int4", "--layers", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        File.WriteAllText(Path.Combine(target, "stale.txt"), "from the old package");
+        r = Run("export", model, "--out", target, "--quant", "int4", "--layers", "1", "--force");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.True(File.Exists(Path.Combine(target, "manifest.json")));
+        Assert.False(File.Exists(Path.Combine(target, "stale.txt")));
+        Assert.Single(Directory.GetFileSystemEntries(dir.Path));
     }
 
     [Theory]

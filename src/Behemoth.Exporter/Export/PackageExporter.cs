@@ -174,7 +174,7 @@ public static class PackageExporter
         }
         catch (PackageFormatException e)
         {
-            throw new BehemothException($"{destination}: not replaced: --force replaces only a Behemoth package, and {e.Message}", e);
+            throw new BehemothException($"{destination}: not a Behemoth package, so --force does not replace it ({e.Message})", e);
         }
     }
 
