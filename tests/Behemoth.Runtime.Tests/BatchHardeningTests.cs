@@ -79,6 +79,26 @@ public sealed class BatchHardeningTests
     }
 
     [Fact]
+    public void An_input_line_over_the_cap_is_an_error_record_and_the_lines_after_it_run()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("in.jsonl");
+        using (var writer = new StreamWriter(path))
+        {
+            writer.Write("""{"id": "a", "prompt": "x"}""" + "\n");
+            writer.Write("{\"id\": \"huge\", \"prompt\": \"");
+            writer.Write(new string('w', BatchInput.MaxLineChars));
+            writer.Write("\"}\r\n");
+            writer.Write("""{"id": "b", "prompt": "y"}""" + "\n");
+        }
+        var lines = BatchInput.Read(path, Defaults);
+        Assert.Equal(["s:a", "line:2", "s:b"], lines.Select(l => l.Key));
+        Assert.Contains("over 16 Mi characters", lines[1].Error);
+        Assert.Equal("y", lines[2].Prompt);
+        Assert.Equal(["one", null, "three", null], BatchInput.ReadLines(new StringReader("one\ntwo-too-long\nthree\r\nfour-too-long"), maxChars: 5));
+    }
+
+    [Fact]
     public void Deep_nesting_is_an_error_record_not_a_crash()
     {
         string deep = """{"id": "a", "prompt": "p", "x": """ + new string('[', 5000) + new string(']', 5000) + "}";

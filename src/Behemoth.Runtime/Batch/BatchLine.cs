@@ -70,18 +70,35 @@ public static class BatchInput
     {
         ArgumentNullException.ThrowIfNull(defaults);
         using var reader = new StreamReader(path, new System.Text.UTF8Encoding(false, false));
-        return Parse(ReadLines(reader), defaults);
+        return ParseLines(ReadLines(reader), defaults);
     }
+
+    /// <summary>The longest input line read, in characters (16 Mi, far beyond any context): a longer one is an error record.</summary>
+    internal const int MaxLineChars = 16 << 20;
 
     /// <summary>As <see cref="Read"/>, over lines already in memory.</summary>
     public static IReadOnlyList<BatchLine> Parse(IEnumerable<string> lines, GenerationOptions defaults)
     {
+        ArgumentNullException.ThrowIfNull(lines);
+        return ParseLines(lines, defaults);
+    }
+
+    /// <summary>As <see cref="Parse"/>; a null line is one over <see cref="MaxLineChars"/>.</summary>
+    private static List<BatchLine> ParseLines(IEnumerable<string?> lines, GenerationOptions defaults)
+    {
+        ArgumentNullException.ThrowIfNull(defaults);
         var result = new List<BatchLine>();
         var firstLineOfId = new Dictionary<string, int>(StringComparer.Ordinal);
         int number = 0;
-        foreach (string text in lines)
+        foreach (string? text in lines)
         {
             number++;
+            if (text is null)
+            {
+                string key = BatchLine.LineKey(number);
+                result.Add(new BatchLine { LineNumber = number, Key = key, ShardText = key, Error = $"the line is over {MaxLineChars >> 20} Mi characters" });
+                continue;
+            }
             if (string.IsNullOrWhiteSpace(text)) continue;
             var line = ParseLine(text, number, defaults);
             if (!line.KeyedByLine)
@@ -238,18 +255,35 @@ public static class BatchInput
         _ => property ?? "an option",
     };
 
-    /// <summary>Lines split at '\n' (a trailing '\r' removed); unlike ReadLine, a lone '\r' does not end a line.</summary>
-    internal static IEnumerable<string> ReadLines(TextReader reader)
+    /// <summary>
+    /// Lines split at '\n' (a trailing '\r' removed); unlike ReadLine, a lone '\r' does not end a line. A line over
+    /// <see cref="MaxLineChars"/> is skipped to its end and returned as null, so memory stays bounded by the cap.
+    /// </summary>
+    internal static IEnumerable<string?> ReadLines(TextReader reader, int maxChars = MaxLineChars)
     {
         var sb = new System.Text.StringBuilder();
+        bool tooLong = false;
         int c;
         while ((c = reader.Read()) >= 0)
         {
-            if (c != '\n') { sb.Append((char)c); continue; }
-            yield return Trim(sb);
+            if (c != '\n')
+            {
+                if (tooLong) continue;
+                if (sb.Length >= maxChars + 1)          // (+1: a '\r' before the newline)
+                {
+                    tooLong = true;
+                    sb.Clear();
+                    continue;
+                }
+                sb.Append((char)c);
+                continue;
+            }
+            yield return tooLong ? null : Trim(sb);
+            tooLong = false;
             sb.Clear();
         }
-        if (sb.Length > 0) yield return Trim(sb);
+        if (tooLong) yield return null;
+        else if (sb.Length > 0) yield return Trim(sb);
 
         static string Trim(System.Text.StringBuilder sb) => (sb.Length > 0 && sb[^1] == '\r' ? sb.ToString(0, sb.Length - 1) : sb.ToString());
     }
