@@ -54,6 +54,20 @@ public sealed class BatchHardeningTests
         Assert.Single(File.ReadAllLines(real));
     }
 
+    [Fact]
+    public async Task A_results_path_that_is_a_directory_or_a_pipe_is_refused_naming_it()
+    {
+        using var dir = new TempDirectory();
+        Assert.Contains($"{dir.Path}: is a directory", Assert.Throws<BatchJobException>(() => BatchResultFile.Open(dir.Path)).Message);
+        if (OperatingSystem.IsWindows()) return;
+        string fifo = dir.File("fifo");
+        using (var mkfifo = Process.Start("mkfifo", [fifo])) mkfifo.WaitForExit();
+        var open = Task.Run(() => BatchResultFile.Open(fifo));
+        Assert.Same(open, await Task.WhenAny(open, Task.Delay(TimeSpan.FromSeconds(30))));     // it must not block
+        var e = await Assert.ThrowsAsync<BatchJobException>(() => open);
+        Assert.Contains($"{fifo}: not a regular file", e.Message);
+    }
+
     [Theory]
     [InlineData("""{"id": "x", "id": "y", "prompt": "p"}""", "line:1", "Duplicate property 'id'")]
     [InlineData("""{"id": "x", "prompt": "p", "prompt": "q"}""", "line:1", "Duplicate property 'prompt'")]

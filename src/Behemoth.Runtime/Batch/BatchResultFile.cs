@@ -98,6 +98,10 @@ public sealed class BatchResultFile : IDisposable
         {
             throw ResultsFileLock.Held(path, e);
         }
+        catch (UnauthorizedAccessException e) when (Directory.Exists(path))
+        {
+            throw new BatchJobException($"{path}: is a directory; a results file is a file of JSON lines", e);
+        }
         try
         {
             if (!stream.CanSeek)
