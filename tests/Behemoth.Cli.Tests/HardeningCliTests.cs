@@ -73,6 +73,13 @@ public sealed class HardeningCliTests
     }
 
     [Fact]
+    public void An_empty_stop_string_is_one_line_naming_the_option()
+    {
+        using var dir = new TempDirectory();
+        AssertOneLineError(Run("run", dir.File("pkg"), "--prompt", "hi", "--stop", ""), "invalid generation option --stop: must not hold an empty string");
+    }
+
+    [Fact]
     public void A_memory_budget_too_large_for_64_bits_is_one_line()
     {
         using var dir = new TempDirectory();

@@ -77,6 +77,7 @@ public sealed class BatchHardeningTests
     [InlineData("""{"id": "a", "prompt": "hello \ud800"}""", "s:a", "\"prompt\" is not valid Unicode")]
     [InlineData("""{"id": "a", "prompt": "p", "stop": ["\ud800"]}""", "s:a", "\"stop\" is not valid Unicode")]
     [InlineData("""{"id": "a", "prompt": "p", "stop": "\udfff"}""", "s:a", "\"stop\" is not valid Unicode")]
+    [InlineData("""{"id": "a", "prompt": "p", "stop": ["\n", ""]}""", "s:a", "\"stop\" must not hold an empty string")]
     [InlineData("""{"id": {"nested": 1}, "prompt": "p"}""", "line:1", "string or a number")]
     [InlineData("""{"id": "a", "prompt": ["p"]}""", "s:a", "\"prompt\" must be a string")]
     [InlineData("""{"id": "a", "prompt": "p", "max_tokens": 1e400}""", "s:a", "\"max_tokens\" must be a whole number")]

@@ -252,6 +252,7 @@ public static class BatchInput
         nameof(GenerationOptions.TopK) => "\"top_k\"",
         nameof(GenerationOptions.TopP) => "\"top_p\"",
         nameof(GenerationOptions.RepetitionPenalty) => "\"repetition_penalty\"",
+        nameof(GenerationOptions.StopStrings) => "\"stop\"",
         _ => property ?? "an option",
     };
 
