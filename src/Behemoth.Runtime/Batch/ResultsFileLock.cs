@@ -18,9 +18,9 @@ namespace Behemoth.Runtime.Batch;
 /// </remarks>
 internal static partial class ResultsFileLock
 {
-    private const int F_OFD_SETLK = 37;      // Linux ≥ 3.15, the same on every architecture
-    private const int F_SETLK = 6;           // Linux: a process-associated lock, for kernels without OFD locks
-    private const short F_WRLCK = 1;
+    private const int F_OFD_GETLK = 36, F_OFD_SETLK = 37;     // Linux ≥ 3.15, the same on every architecture
+    private const int F_GETLK = 5, F_SETLK = 6;               // process-associated locks, for kernels without OFD locks
+    private const short F_WRLCK = 1, F_UNLCK = 2;
     private const int EINVAL = 22, EAGAIN = 11, EACCES = 13;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -47,16 +47,23 @@ internal static partial class ResultsFileLock
     public static void Acquire(FileStream stream, string path)
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsAndroid()) return;     // the share mode of the handle is the lock
+        int set = F_OFD_SETLK, get = F_OFD_GETLK;
         var flock = new Flock { Type = F_WRLCK, Whence = 0, Start = 0, Length = 0 };
-        if (Fcntl(stream.SafeFileHandle, F_OFD_SETLK, ref flock) == 0) return;
+        if (Fcntl(stream.SafeFileHandle, set, ref flock) == 0) return;
         int errno = Marshal.GetLastPInvokeError();
         if (errno == EINVAL)
         {
             // a kernel before 3.15: a process-associated lock still keeps other processes out
-            if (Fcntl(stream.SafeFileHandle, F_SETLK, ref flock) == 0) return;
+            (set, get) = (F_SETLK, F_GETLK);
+            flock = new Flock { Type = F_WRLCK, Whence = 0, Start = 0, Length = 0 };
+            if (Fcntl(stream.SafeFileHandle, set, ref flock) == 0) return;
             errno = Marshal.GetLastPInvokeError();
         }
-        if (errno is EAGAIN or EACCES) throw Held(path, null);
+        // EAGAIN or EACCES mean another lock is in the way; ask the kernel rather than trust errno alone (an emulator
+        // such as qemu-user may report another number)
+        var probe = new Flock { Type = F_WRLCK, Whence = 0, Start = 0, Length = 0 };
+        if (errno is EAGAIN or EACCES || (Fcntl(stream.SafeFileHandle, get, ref probe) == 0 && probe.Type != F_UNLCK))
+            throw Held(path, null);
         throw new BatchJobException($"{path}: cannot lock the results file (errno {errno}); put it on a local file system that supports locks");
     }
 
