@@ -138,7 +138,7 @@ public sealed class BatchResultFile : IDisposable
     // Windows: ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION; elsewhere .NET's own flock refused (FileShare.None)
     private static bool IsSharingViolation(IOException e) =>
         e is not FileNotFoundException and not DirectoryNotFoundException and not PathTooLongException
-        && (OperatingSystem.IsWindows() ? (e.HResult & 0xFFFF) is 32 or 33 : !OperatingSystem.IsLinux());
+        && (OperatingSystem.IsWindows() ? (e.HResult & 0xFFFF) is 32 or 33 : ResultsFileLock.Share == FileShare.None);
 
     /// <summary>Whether <paramref name="key"/> has a record (from an earlier run or this one).</summary>
     public bool IsFinished(string key)

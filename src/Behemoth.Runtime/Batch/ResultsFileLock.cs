@@ -8,12 +8,12 @@ namespace Behemoth.Runtime.Batch;
 /// reaching the same file through a symbolic link, a hard link or another spelling of the path is refused too.
 /// </summary>
 /// <remarks>
-/// Linux: an open-file-description lock (<c>fcntl(F_OFD_SETLK)</c>, a write lock over the whole file) on the job's own
+/// Linux (64-bit): an open-file-description lock (<c>fcntl(F_OFD_SETLK)</c>, a write lock over the whole file) on the job's own
 /// descriptor of the file. The kernel keys it by inode and drops it when the descriptor closes or the process dies,
 /// however it dies. It is a record lock, independent of the <c>flock</c> locks .NET takes for <see cref="FileShare"/>,
 /// so readers (<c>tail -f</c>, another .NET process opening the file to read) are not blocked.
 /// Windows: the job's handle denies write sharing, which Windows enforces per file, whatever the link.
-/// Other systems (macOS, BSDs): the job's handle is opened with <see cref="FileShare.None"/>, an exclusive <c>flock</c>
+/// Other systems (macOS, BSDs, 32-bit Linux): the job's handle is opened with <see cref="FileShare.None"/>, an exclusive <c>flock</c>
 /// on the inode; there .NET readers of the file are refused while the job runs (<c>cat</c>, <c>tail</c> are not).
 /// </remarks>
 internal static partial class ResultsFileLock
@@ -40,13 +40,16 @@ internal static partial class ResultsFileLock
     /// How the job opens its results file: on Windows and Linux other processes may read it while the job runs; elsewhere
     /// the handle's own exclusive <c>flock</c> is the lock.
     /// </summary>
-    public static FileShare Share => OperatingSystem.IsWindows() || OperatingSystem.IsLinux() || OperatingSystem.IsAndroid() ? FileShare.Read : FileShare.None;
+    public static FileShare Share => OperatingSystem.IsWindows() || UsesOfdLocks ? FileShare.Read : FileShare.None;
+
+    // 64-bit Linux only: there struct flock has the 64-bit offsets of the layout above on every architecture
+    private static bool UsesOfdLocks => (OperatingSystem.IsLinux() || OperatingSystem.IsAndroid()) && Environment.Is64BitProcess;
 
     /// <summary>Locks the file open as <paramref name="stream"/> (opened with <see cref="Share"/>) for as long as the stream is open.</summary>
     /// <exception cref="BatchJobException">Another job holds the file.</exception>
     public static void Acquire(FileStream stream, string path)
     {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsAndroid()) return;     // the share mode of the handle is the lock
+        if (!UsesOfdLocks) return;     // the share mode of the handle is the lock
         int set = F_OFD_SETLK, get = F_OFD_GETLK;
         var flock = new Flock { Type = F_WRLCK, Whence = 0, Start = 0, Length = 0 };
         if (Fcntl(stream.SafeFileHandle, set, ref flock) == 0) return;
