@@ -79,6 +79,35 @@ public sealed class HardeningCliTests
         AssertOneLineError(Run("run", dir.File("pkg"), "--prompt", "hi", "--stop", ""), "invalid generation option --stop: must not hold an empty string");
     }
 
+    [Theory]
+    [InlineData("nan")]
+    [InlineData("1e308")]
+    [InlineData("-1")]
+    public void A_log_interval_that_is_not_a_number_of_seconds_is_one_line(string value)
+    {
+        using var dir = new TempDirectory();
+        var r = Run("batch", dir.File("no-package"), "--in", dir.File("in.jsonl"), "--out", dir.File("out.jsonl"), "--log-interval", value);
+        AssertOneLineError(r, "--log-interval");
+        Assert.False(File.Exists(dir.File("out.jsonl")));
+    }
+
+    [Fact]
+    public void Bench_token_counts_that_overflow_are_one_line()
+    {
+        using var dir = new TempDirectory();
+        AssertOneLineError(Run("bench", dir.File("pkg"), "--prompt-tokens", "2147483647", "--decode-tokens", "2147483647"),
+            "--prompt-tokens + --decode-tokens = 4294967294");
+    }
+
+    [Fact]
+    public void An_eval_window_longer_than_the_model_is_one_line()
+    {
+        string nano = Path.Combine(TestPaths.RepoRoot, "models", "behemoth-nano");
+        string text = Directory.GetFiles(Path.Combine(nano, "eval"), "*.jsonl")[0];
+        AssertOneLineError(Run("eval", nano, "--engine", "reference", "--text", text, "--window", "100000000"),
+            "--window 100000000 is longer than the model's max_position_embeddings");
+    }
+
     [Fact]
     public void A_memory_budget_too_large_for_64_bits_is_one_line()
     {

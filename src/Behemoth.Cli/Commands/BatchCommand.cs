@@ -40,6 +40,9 @@ internal static class BatchCommand
             var defaults = generation.Read(parse);
             int workers = ThreadLimits.Workers(parse.GetValue(parallel));
             int perWorker = ThreadLimits.Threads(parse.GetValue(threads));
+            double interval = parse.GetValue(logEvery);
+            if (!(interval >= 0 && interval <= 86400))
+                throw new BehemothException($"--log-interval {interval}: give seconds from 0 to 86400 (a day); below 0.1 counts as 0.1");
             if (perWorker == 0 && workers > 1) perWorker = Math.Max(1, Environment.ProcessorCount / workers);
             var job = new BatchJobOptions { Parallelism = workers, Shard = BatchShard.Parse(parse.GetValue(shard)!) };
 
@@ -58,7 +61,7 @@ internal static class BatchCommand
                 final = await WithProgressBarAsync(p => BatchJob.RunAsync(model, lines, results, job, p, cancellationToken), job.Shard);
             else
             {
-                var log = new LogProgress(TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(logEvery))));
+                var log = new LogProgress(TimeSpan.FromSeconds(Math.Max(0.1, interval)));
                 final = await BatchJob.RunAsync(model, lines, results, job, log, cancellationToken);
             }
             Console.Error.WriteLine($"done: {final.Total} line(s) of shard {job.Shard} in {outPath} ({final.DoneThisRun} this run, {final.Errors} error record(s)); "

@@ -39,6 +39,8 @@ internal static class BenchCommand
             if (prompt < 1 || decode < 1 || runCount < 1)
                 throw new BehemothException("--prompt-tokens, --decode-tokens and --runs must be at least 1");
             int intraOp = ThreadLimits.Threads(parse.GetValue(threads));
+            if ((long)prompt + decode > int.MaxValue)
+                throw new BehemothException($"--prompt-tokens + --decode-tokens = {(long)prompt + decode} is more tokens than any context holds");
 
             // Baseline: the runtime loaded (ONNX Runtime's environment, this code jitted), no package.
             _ = OrtEnv.Instance();
@@ -49,7 +51,7 @@ internal static class BenchCommand
             double loadSeconds = clock.Elapsed.TotalSeconds;
             long? readDuringLoad = ProcessStats.BytesRead() - readBefore;
             var shape = session.Shape;
-            if (prompt + decode > shape.ContextLength)
+            if ((long)prompt + decode > shape.ContextLength)
                 throw new BehemothException($"--prompt-tokens + --decode-tokens = {prompt + decode} exceeds the package's context length of {shape.ContextLength}");
 
             var random = new Random(1234);
