@@ -38,7 +38,7 @@ public sealed class RequestGuard
             else
                 hosts.Add(host);
         }
-        hosts.AddRange(options.AllowedHosts ?? []);
+        hosts.AddRange((options.AllowedHosts ?? []).Select(h => new HostString(h.Trim()).Host));     // a port given with a name is dropped
         return new RequestGuard(hosts);
     }
 

@@ -28,7 +28,11 @@ public sealed class RequestGuardUnitTests
     [Fact]
     public void A_bound_address_and_configured_names_are_served_too()
     {
-        var guard = RequestGuard.Create(new GlassesOptions { AllowedHosts = ["glasses-hub.lan"] }, ["http://192.168.1.20:5080"]);
+        var guard = RequestGuard.Create(new GlassesOptions { AllowedHosts = ["glasses-hub.lan", "proxy.lan:8443", "[fd00::7]"] }, ["http://192.168.1.20:5080"]);
+        Assert.True(guard.IsAllowedHost(new HostString("proxy.lan")));
+        Assert.True(guard.IsAllowedHost(new HostString("[fd00::7]:5080")));
+        Assert.Throws<GlassesConfigurationException>(() => new GlassesOptions { AllowedHosts = ["*"] }.Validate());
+        Assert.Throws<GlassesConfigurationException>(() => new GlassesOptions { AllowedHosts = ["http://x.lan/"] }.Validate());
         Assert.True(guard.IsAllowedHost(new HostString("192.168.1.20:5080")));
         Assert.True(guard.IsAllowedHost(new HostString("Glasses-Hub.lan:5080")));
         Assert.False(guard.IsAllowedHost(new HostString("192.168.1.21:5080")));
