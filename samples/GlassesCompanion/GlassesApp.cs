@@ -75,7 +75,7 @@ public static class GlassesApp
             QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
         }));
 
-        LogRedaction.Apply(builder.Services, pairing.Token);      // last: the providers a caller's configure added are wrapped too
+        LogRedaction.Apply(builder.Services, pairing.Token);      // every logger the app hands out redacts, whatever providers a caller added
         var app = builder.Build();
         app.Use((context, next) => guard.InvokeAsync(context, () => next(context)));
         app.Use((context, next) => pairing.InvokeAsync(context, () => next(context)));

@@ -4,10 +4,12 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 namespace Behemoth.Samples.GlassesCompanion;
 
 /// <summary>
-/// Keeps the pairing token out of every log: each logger provider of the app (console, debug, event source, a test's
-/// own) is wrapped so that messages and their structured values have the token, <c>token=…</c> query parameters and
-/// whole query strings (ASP.NET Core's request log at Information level records <c>?token=…</c>) replaced by
-/// <c>[redacted]</c>. The token itself is printed once on stdout, apart from the logs (which go to stderr).
+/// Keeps the pairing token out of every log: the app's <see cref="ILoggerFactory"/> is wrapped so that every logger it
+/// hands out (to ASP.NET Core, Kestrel, the app) passes on messages and structured values with the token,
+/// <c>token=…</c> query parameters and whole query strings (ASP.NET Core's request log at Information level records
+/// <c>?token=…</c>) replaced by <c>[redacted]</c>, to every provider (console, debug, event source, a test's own), whose
+/// filters and per-provider settings apply as before. The token itself is printed once on stdout, apart from the logs
+/// (which go to stderr).
 /// </summary>
 public static partial class LogRedaction
 {
@@ -23,39 +25,25 @@ public static partial class LogRedaction
         return text.Contains("token=", StringComparison.OrdinalIgnoreCase) ? TokenParameter().Replace(text, "$1" + Redacted) : text;
     }
 
-    /// <summary>Wraps every <see cref="ILoggerProvider"/> registered so far; call it last, before the app is built.</summary>
+    /// <summary>Wraps the <see cref="ILoggerFactory"/> of <paramref name="services"/> (registered by AddLogging).</summary>
     public static void Apply(IServiceCollection services, string? token)
     {
-        for (int i = 0; i < services.Count; i++)
-        {
-            var d = services[i];
-            if (d.ServiceType != typeof(ILoggerProvider) || d.IsKeyedService) continue;
-            if (d.ImplementationType is { } type)
-            {
-                // resolved by the container, so it picks the constructor it would have (the console's formatters included)
-                services.TryAdd(ServiceDescriptor.Singleton(type, type));
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => new Provider((ILoggerProvider)sp.GetRequiredService(type), token, owned: false));
-            }
-            else if (d.ImplementationFactory is { } factory)
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => new Provider((ILoggerProvider)factory(sp), token, owned: true));
-            else if (d.ImplementationInstance is ILoggerProvider instance)
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(_ => new Provider(instance, token, owned: false));
-        }
+        var registered = services.LastOrDefault(d => d.ServiceType == typeof(ILoggerFactory) && !d.IsKeyedService)
+            ?? throw new InvalidOperationException("no ILoggerFactory registered: call after AddLogging");
+        if (registered.ImplementationType is not { } type)
+            throw new InvalidOperationException("the ILoggerFactory is not registered by type");
+        // the container builds the factory as it would have (its constructor, its providers and filter options)
+        services.TryAdd(ServiceDescriptor.Singleton(type, type));
+        services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new Factory((ILoggerFactory)sp.GetRequiredService(type), token)));
     }
 
-    private sealed class Provider(ILoggerProvider inner, string? token, bool owned) : ILoggerProvider, ISupportExternalScope
+    private sealed class Factory(ILoggerFactory inner, string? token) : ILoggerFactory
     {
         public ILogger CreateLogger(string categoryName) => new Logger(inner.CreateLogger(categoryName), token);
 
-        public void SetScopeProvider(IExternalScopeProvider scopeProvider)
-        {
-            if (inner is ISupportExternalScope scoped) scoped.SetScopeProvider(scopeProvider);
-        }
+        public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
 
-        public void Dispose()
-        {
-            if (owned) inner.Dispose();
-        }
+        public void Dispose() { }       // the container disposes the inner factory, its own singleton
     }
 
     private sealed class Logger(ILogger inner, string? token) : ILogger
