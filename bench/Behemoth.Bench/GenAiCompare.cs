@@ -25,6 +25,7 @@ internal static class GenAiCompare
         var promptTokens = new Option<int>("--prompt-tokens") { DefaultValueFactory = _ => 128 };
         var decodeTokens = new Option<int>("--decode-tokens") { DefaultValueFactory = _ => 64 };
         var threads = new Option<int>("--threads") { Description = "Intra-op threads for both engines", DefaultValueFactory = _ => Environment.ProcessorCount };
+        BenchThreads.Bound(threads);
         var runs = new Option<int>("--runs") { Description = "Measured runs per engine after one warm-up each", DefaultValueFactory = _ => 3 };
         var command = new Command("genai-compare", "Prefill and decode tokens/s of Behemoth's runtime vs onnxruntime-genai on one package")
         {

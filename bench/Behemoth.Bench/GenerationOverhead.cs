@@ -21,6 +21,7 @@ internal static class GenerationOverhead
         var tokens = new Option<int>("--tokens") { Description = "New tokens per generation", DefaultValueFactory = _ => 128 };
         var runs = new Option<int>("--runs") { Description = "Measured runs per mode after one warm-up", DefaultValueFactory = _ => 5 };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (0: its default)", DefaultValueFactory = _ => 0 };
+        BenchThreads.Bound(threads);
         var command = new Command("generation-overhead", "Share of a text generation's time spent outside ONNX Runtime's runs") { package, profile, tokens, runs, threads };
         command.SetAction(async parse =>
         {

@@ -7,6 +7,7 @@ using Behemoth.Runtime.Generation;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
 namespace Behemoth.Samples.GlassesCompanion;
@@ -34,7 +35,9 @@ public static class GlassesApp
     public static async Task<WebApplication> CreateAsync(string[] args, Action<WebApplicationBuilder>? configure = null, CancellationToken cancellationToken = default)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        // every log line goes to stderr; stdout carries only the announcement (addresses and the pairing token)
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         configure?.Invoke(builder);
 
         var options = builder.Configuration.GetSection(GlassesOptions.Section).Get<GlassesOptions>() ?? new GlassesOptions();
@@ -45,10 +48,16 @@ public static class GlassesApp
             .Concat(builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"] ?? ""))
             .Where(u => u.Length > 0).ToArray();
         var pairing = Pairing.Create(options, urls);
+        var guard = RequestGuard.Create(options, urls);
 
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
 
-        using var setupLogs = LoggerFactory.Create(l => l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }));
+        using var setupLogs = LoggerFactory.Create(l =>
+        {
+            l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+            l.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            LogRedaction.Apply(l.Services, pairing.Token);
+        });
         var setupLog = setupLogs.CreateLogger("GlassesCompanion.Setup");
         string? repoRoot = PackageSetup.FindRepoRoot(AppContext.BaseDirectory, Directory.GetCurrentDirectory());
         string package = await PackageSetup.EnsurePackageAsync(options, repoRoot, setupLog, cancellationToken).ConfigureAwait(false);
@@ -56,6 +65,7 @@ public static class GlassesApp
 
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(pairing);
+        builder.Services.AddSingleton(guard);
         builder.Services.AddSingleton(model);
         builder.Services.AddSingleton<GenerationMonitor>();
         builder.Services.AddSingleton(new ConcurrencyLimiter(new ConcurrencyLimiterOptions
@@ -65,7 +75,9 @@ public static class GlassesApp
             QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
         }));
 
+        LogRedaction.Apply(builder.Services, pairing.Token);      // every logger the app hands out redacts, whatever providers a caller added
         var app = builder.Build();
+        app.Use((context, next) => guard.InvokeAsync(context, () => next(context)));
         app.Use((context, next) => pairing.InvokeAsync(context, () => next(context)));
 
         var hud = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "hud"));
@@ -82,7 +94,10 @@ public static class GlassesApp
         return app;
     }
 
-    /// <summary>Prints where the app listens and, when pairing is on, the token: once, on the console, not in the logs.</summary>
+    /// <summary>
+    /// Prints where the app listens and, when pairing is on, the token: once, on stdout, the token alone on its last line
+    /// (for a script: <c>tail -n 1</c>). The logs go to stderr and never carry it (<see cref="LogRedaction"/>).
+    /// </summary>
     private static void Announce(WebApplication app, Pairing pairing, ModelHost model)
     {
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
@@ -96,7 +111,10 @@ public static class GlassesApp
             text.AppendLine(pairing.Required ? $"  HUD: {address}/?{Pairing.Query}={pairing.Token}" : $"  HUD: {address}/");
         }
         if (pairing.Required)
-            text.AppendLine($"  Pairing token (shown once): {pairing.Token}  (header {Pairing.Header}, or ?{Pairing.Query}= in the page address)");
+        {
+            text.AppendLine($"  Pairing token (shown once, never logged; header {Pairing.Header}, or ?{Pairing.Query}= in the page address):");
+            text.AppendLine(pairing.Token);
+        }
         Console.Out.Write(text.ToString());
         Console.Out.Flush();
     }

@@ -58,6 +58,10 @@ public sealed class GlassesOptions
     /// <summary>The pairing token; empty: a random one is generated at start and printed once.</summary>
     public string? PairingToken { get; set; }
 
+    /// <summary>Extra host names the <c>Host</c> header may carry (a DNS name of this machine, a reverse proxy's name),
+    /// besides loopback, the addresses the app listens on and, when it listens on every address, this machine's own.</summary>
+    public string[]? AllowedHosts { get; set; }
+
     /// <summary>Stop each mode at the first newline (the models' answer formats are one line).</summary>
     public bool StopAtNewline { get; set; } = true;
 
@@ -69,6 +73,9 @@ public sealed class GlassesOptions
         if (MaxNewTokens < 1) throw new GlassesConfigurationException($"Glasses:MaxNewTokens is {MaxNewTokens}; it must be at least 1");
         if (MaxConcurrentGenerations < 1) throw new GlassesConfigurationException($"Glasses:MaxConcurrentGenerations is {MaxConcurrentGenerations}; it must be at least 1");
         if (QueueLimit < 0) throw new GlassesConfigurationException($"Glasses:QueueLimit is {QueueLimit}; it must not be negative");
+        foreach (string host in AllowedHosts ?? [])
+            if (string.IsNullOrWhiteSpace(host) || host.IndexOfAny(['*', '/', ' ', ',']) >= 0)
+                throw new GlassesConfigurationException($"Glasses:AllowedHosts entry '{host}' is not a host name (no wildcards, schemes or paths: e.g. glasses-hub.lan)");
         if (PairingToken is { Length: > 0 and < 16 }) throw new GlassesConfigurationException("Glasses:PairingToken must be at least 16 characters (or empty for a random one)");
     }
 }

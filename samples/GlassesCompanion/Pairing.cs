@@ -41,6 +41,14 @@ public sealed class Pairing
     /// <summary>True for http://127.x.x.x, [::1] and localhost; false for 0.0.0.0, *, +, [::] and any other host.</summary>
     public static bool IsLoopbackUrl(string url)
     {
+        string host = HostOf(url);
+        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
+        return IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip);
+    }
+
+    /// <summary>The host of a listen URL, without brackets or port: "0.0.0.0", "::", "*", "127.0.0.1", "glasses.local".</summary>
+    public static string HostOf(string url)
+    {
         // Kestrel's wildcard forms are not valid URIs ("http://*:5080", "http://+:5080")
         string host = url;
         int scheme = host.IndexOf("://", StringComparison.Ordinal);
@@ -51,8 +59,7 @@ public sealed class Pairing
             host = host[1..Math.Max(1, host.IndexOf(']'))];
         else if (host.LastIndexOf(':') is int colon and > 0)
             host = host[..colon];
-        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
-        return IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip);
+        return host;
     }
 
     public bool IsPaired(HttpRequest request)

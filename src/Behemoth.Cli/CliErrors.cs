@@ -5,8 +5,9 @@ namespace Behemoth.Cli;
 
 /// <summary>
 /// Turns failures into one line on stderr and a non-zero exit code. Bad input (a <see cref="BehemothException"/>,
-/// a missing or unreadable file) is the user's to fix and never shows a stack trace; anything else is a bug
-/// and says so. <c>--verbose</c> adds the stack trace in both cases.
+/// a missing or unreadable file, a file the JSON reader or ONNX Runtime refuses, text that is not UTF-8) is the user's
+/// to fix, exits 1 and never shows a stack trace; anything else is a bug and says so (70). <c>--verbose</c> adds the
+/// stack trace in both cases. The message is always one line.
 /// </summary>
 internal static class CliErrors
 {
@@ -28,9 +29,9 @@ internal static class CliErrors
         {
             return action();
         }
-        catch (Exception e) when (e is BehemothException or NotSupportedException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (IsBadInput(e))
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             if (verbose) Console.Error.WriteLine(e);
             return BadInput;
         }
@@ -41,9 +42,18 @@ internal static class CliErrors
         }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message}");
+            Console.Error.WriteLine($"internal error: {e.GetType().Name}: {OneLine(e.Message)}");
             Console.Error.WriteLine(verbose ? e.ToString() : "(run again with --verbose for the stack trace, and please report it)");
             return InternalError;
         }
     }
+
+    // an input file that does not parse, whichever reader found it (the readers of this repository name the file in
+    // their own exceptions; these come from below them: System.Text.Json, the UTF-8 decoder, ONNX Runtime's loader)
+    private static bool IsBadInput(Exception e) =>
+        e is BehemothException or NotSupportedException or IOException or UnauthorizedAccessException
+            or System.Text.Json.JsonException or InvalidDataException or System.Text.DecoderFallbackException
+            or Microsoft.ML.OnnxRuntime.OnnxRuntimeException;
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 }

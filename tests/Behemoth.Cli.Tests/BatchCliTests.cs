@@ -204,4 +204,59 @@ public sealed class BatchCliTests(NanoPackageFixture nano) : IClassFixture<NanoP
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("0 ≤ i < N", r.Stderr);
     }
+
+    [Fact]
+    public void A_second_job_on_the_results_file_through_a_symlink_or_a_hard_link_is_refused_in_another_process()
+    {
+        using var dir = new TempDirectory();
+        string input = WritePrompts(dir, 3), real = dir.File("out.jsonl"), symlink = dir.File("sym.jsonl"), hard = dir.File("hard.jsonl");
+        using (var holder = Behemoth.Runtime.Batch.BatchResultFile.Open(real))     // the first job, in this process
+        {
+            File.CreateSymbolicLink(symlink, real);
+            string[] links = [symlink];
+            if (!OperatingSystem.IsWindows())
+            {
+                using (var ln = Process.Start("ln", [real, hard])!) ln.WaitForExit();
+                links = [symlink, hard];
+            }
+            foreach (string link in links)
+            {
+                var r = Run("batch", nano.Package, "--in", input, "--out", link, "--max-tokens", "4", "--provider", "cpu");
+                Assert.True(r.ExitCode == 1, r.Stderr);
+                Assert.Contains("another job is writing this results file", r.Stderr);
+            }
+            Assert.Equal(0, CountLines(real));
+        }
+        // once the first job is done, the same command through the link runs
+        var ok = Run("batch", nano.Package, "--in", input, "--out", symlink, "--max-tokens", "4", "--provider", "cpu");
+        Assert.True(ok.ExitCode == 0, ok.Stderr);
+        Assert.Equal(3, CountLines(real));
+    }
+
+    [Fact]
+    public void Lines_with_duplicate_keys_or_lone_surrogates_become_error_records_and_the_job_goes_on()
+    {
+        using var dir = new TempDirectory();
+        string input = dir.File("in.jsonl"), output = dir.File("out.jsonl");
+        File.WriteAllLines(input,
+        [
+            """{"id": "x", "id": "y", "prompt": "English: Thank you.\nItalian:"}""",
+            """{"id": "\ud800", "prompt": "English: Thank you.\nItalian:"}""",
+            """{"id": "s", "prompt": "English: Thank you \udc00.\nItalian:"}""",
+            """{"id": "ok", "prompt": "English: Thank you.\nItalian:"}""",
+        ]);
+        var r = Run("batch", nano.Package, "--in", input, "--out", output, "--max-tokens", "4", "--provider", "cpu");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var records = File.ReadAllLines(output).Select(l => JsonNode.Parse(l)!.AsObject())
+            .ToDictionary(o => o["line"] is { } n ? "line " + n : o["id"]!.ToJsonString());
+        Assert.Equal(4, records.Count);
+        Assert.Contains("Duplicate property 'id'", records["line 1"]["error"]!.GetValue<string>());
+        Assert.Contains("\"id\" is not valid Unicode", records["line 2"]["error"]!.GetValue<string>());
+        Assert.Contains("\"prompt\" is not valid Unicode", records["\"s\""]["error"]!.GetValue<string>());
+        Assert.NotNull(records["\"ok\""]["output"]);
+        // and the file resumes: a rerun has nothing left to do
+        r = Run("batch", nano.Package, "--in", input, "--out", output, "--max-tokens", "4", "--provider", "cpu");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("0 this run", r.Stderr);
+    }
 }

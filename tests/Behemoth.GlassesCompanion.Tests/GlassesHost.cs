@@ -62,12 +62,20 @@ public sealed class GlassesHost : IAsyncDisposable
     public static Task<GlassesHost> StartAsync(PackageFixture package, params string[] settings) =>
         StartOnAsync(package, "http://127.0.0.1:0", settings);
 
-    public static async Task<GlassesHost> StartOnAsync(PackageFixture package, string listen, params string[] settings)
+    /// <summary>As above, with <paramref name="configure"/> run on the builder after the tests' own settings (logging at Warning).</summary>
+    public static Task<GlassesHost> StartAsync(PackageFixture package, Action<WebApplicationBuilder> configure, params string[] settings) =>
+        StartOnAsync(package, "http://127.0.0.1:0", configure, settings);
+
+    public static Task<GlassesHost> StartOnAsync(PackageFixture package, string listen, params string[] settings) =>
+        StartOnAsync(package, listen, null, settings);
+
+    private static async Task<GlassesHost> StartOnAsync(PackageFixture package, string listen, Action<WebApplicationBuilder>? configure, string[] settings)
     {
         var app = await GlassesApp.CreateAsync(["--Glasses:Package", package.Package, "--Glasses:Provider", "cpu", .. settings], b =>
         {
             b.WebHost.UseUrls(listen);
             b.Logging.SetMinimumLevel(LogLevel.Warning);
+            configure?.Invoke(b);
         });
         await app.StartAsync();
         var bound = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());

@@ -23,8 +23,8 @@ internal static class BatchCommand
         var output = new Option<string>("--out") { Description = "Results, appended one JSON line per prompt; rerunning the same command resumes it", Required = true };
         var choice = new ProfileChoice();
         var generation = new GenerationOptionSet(perLine: true);
-        var parallel = new Option<int>("--parallel") { Description = "Prompts generated at once (workers over one session)", DefaultValueFactory = _ => 1 };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime threads per worker (0 = cores / --parallel when --parallel > 1, else ONNX Runtime's default)", DefaultValueFactory = _ => 0 };
+        var parallel = new Option<int>("--parallel") { Description = $"Prompts generated at once (workers over one session), 1 to {ThreadLimits.Max} (4 × cores)", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = $"ONNX Runtime threads per worker, at most {ThreadLimits.Max} (4 × cores); 0 = cores / --parallel when --parallel > 1, else ONNX Runtime's default", DefaultValueFactory = _ => 0 };
         var shard = new Option<string>("--shard") { Description = "Run shard i of N (i/N, i from 0), e.g. --shard $JOB_COMPLETION_INDEX/4; lines go to shards by a hash of their id", DefaultValueFactory = _ => "0/1" };
         var logEvery = new Option<double>("--log-interval") { Description = "Seconds between progress lines on stderr when it is not a terminal", DefaultValueFactory = _ => 10 };
         var provider = ProviderOption.Create();
@@ -38,17 +38,19 @@ internal static class BatchCommand
         {
             string dir = parse.GetValue(package)!;
             var defaults = generation.Read(parse);
-            int workers = parse.GetValue(parallel);
-            if (workers < 1) throw new BehemothException($"--parallel {workers}: give at least 1");
-            int perWorker = parse.GetValue(threads);
-            if (perWorker < 0) throw new BehemothException($"--threads {perWorker}: give 0 (automatic) or more");
+            int workers = ThreadLimits.Workers(parse.GetValue(parallel));
+            int perWorker = ThreadLimits.Threads(parse.GetValue(threads));
+            double interval = parse.GetValue(logEvery);
+            if (!(interval >= 0 && interval <= 86400))
+                throw new BehemothException($"--log-interval {interval}: give seconds from 0 to 86400 (a day); below 0.1 counts as 0.1");
             if (perWorker == 0 && workers > 1) perWorker = Math.Max(1, Environment.ProcessorCount / workers);
             var job = new BatchJobOptions { Parallelism = workers, Shard = BatchShard.Parse(parse.GetValue(shard)!) };
 
             string inPath = parse.GetValue(input)!, outPath = parse.GetValue(output)!;
             var lines = BatchInput.Read(inPath, defaults);
-            using var model = choice.OpenModel(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken, perWorker);
+            // the results file first: its lock (another job on it, through any link) and its records are checked before the model loads
             using var results = BatchResultFile.Open(outPath);
+            using var model = choice.OpenModel(parse, dir, int.MaxValue, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken, perWorker);
             if (results.DroppedBytes > 0)
                 Console.Error.WriteLine($"{outPath}: dropped a torn last line ({results.DroppedBytes} bytes) left by an interrupted run");
             int already = results.FinishedKeys.Count;
@@ -59,7 +61,7 @@ internal static class BatchCommand
                 final = await WithProgressBarAsync(p => BatchJob.RunAsync(model, lines, results, job, p, cancellationToken), job.Shard);
             else
             {
-                var log = new LogProgress(TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(logEvery))));
+                var log = new LogProgress(TimeSpan.FromSeconds(Math.Max(0.1, interval)));
                 final = await BatchJob.RunAsync(model, lines, results, job, log, cancellationToken);
             }
             Console.Error.WriteLine($"done: {final.Total} line(s) of shard {job.Shard} in {outPath} ({final.DoneThisRun} this run, {final.Errors} error record(s)); "

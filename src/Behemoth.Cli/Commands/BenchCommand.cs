@@ -24,7 +24,7 @@ internal static class BenchCommand
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length (random token ids)", DefaultValueFactory = _ => 128 };
         var decodeTokens = new Option<int>("--decode-tokens") { Description = "Tokens generated after the prompt (greedy)", DefaultValueFactory = _ => 64 };
         var runs = new Option<int>("--runs") { Description = "Measured runs after one warm-up; the median is reported", DefaultValueFactory = _ => 3 };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads on the CPU provider (0 = its default, one per core, and --provider applies)", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads") { Description = $"ONNX Runtime intra-op threads on the CPU provider, at most {ThreadLimits.Max} (4 × cores); 0 = its default, one per core, and --provider applies", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var provider = ProviderOption.Create();
         var command = new Command("bench", "Measure prefill and decode speed, time to first token and peak memory of a package profile")
@@ -38,17 +38,20 @@ internal static class BenchCommand
             int prompt = parse.GetValue(promptTokens), decode = parse.GetValue(decodeTokens), runCount = parse.GetValue(runs);
             if (prompt < 1 || decode < 1 || runCount < 1)
                 throw new BehemothException("--prompt-tokens, --decode-tokens and --runs must be at least 1");
+            int intraOp = ThreadLimits.Threads(parse.GetValue(threads));
+            if ((long)prompt + decode > int.MaxValue)
+                throw new BehemothException($"--prompt-tokens + --decode-tokens = {(long)prompt + decode} is more tokens than any context holds");
 
             // Baseline: the runtime loaded (ONNX Runtime's environment, this code jitted), no package.
             _ = OrtEnv.Instance();
             long? baseline = ProcessStats.Rss(), readBefore = ProcessStats.BytesRead();
             var clock = Stopwatch.StartNew();
             using var session = choice.Open(parse, dir, prompt + decode, ProviderOption.Parse(parse.GetValue(provider)), cancellationToken,
-                intraOpThreads: Math.Max(0, parse.GetValue(threads)));
+                intraOpThreads: intraOp);
             double loadSeconds = clock.Elapsed.TotalSeconds;
             long? readDuringLoad = ProcessStats.BytesRead() - readBefore;
             var shape = session.Shape;
-            if (prompt + decode > shape.ContextLength)
+            if ((long)prompt + decode > shape.ContextLength)
                 throw new BehemothException($"--prompt-tokens + --decode-tokens = {prompt + decode} exceeds the package's context length of {shape.ContextLength}");
 
             var random = new Random(1234);

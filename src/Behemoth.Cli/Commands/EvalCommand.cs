@@ -43,12 +43,22 @@ internal static class EvalCommand
             {
                 var loaded = Model.Open(dir, new ModelOptions { Profile = parse.GetValue(profile)!, Provider = ProviderOption.Parse(parse.GetValue(provider)), TrustedKeys = TrustOption.Keys(parse, trust) });
                 (owner, tokenizer) = (loaded, loaded.Tokenizer);
+                if (w > loaded.Session.Shape.ContextLength)
+                {
+                    loaded.Dispose();
+                    throw new BehemothException($"--window {w} is longer than the context of {dir} ({loaded.Session.Shape.ContextLength} tokens)");
+                }
                 score = window => Perplexity.NegativeLogLikelihood(loaded.Session, window);
             }
             else
             {
                 var reference = ReferenceModel.Load(dir);
                 owner = reference;
+                if (w > reference.Config.MaxPositionEmbeddings)
+                {
+                    reference.Dispose();
+                    throw new BehemothException($"--window {w} is longer than the model's max_position_embeddings ({reference.Config.MaxPositionEmbeddings})");
+                }
                 tokenizer = Behemoth.Runtime.Tokenizer.Load(dir, reference.Config.BosTokenId, reference.Config.EosTokenIds);
                 score = window => Perplexity.NegativeLogLikelihood(reference.Forward(window[..^1]), reference.Config.VocabSize, window);
             }

@@ -47,7 +47,19 @@ internal sealed class GenerationOptionSet
             Overflow = overflow,
         };
         if (options.FindOutOfRange() is var (option, _, reason))
-            throw new BehemothException($"invalid generation option {option}: {reason}");
+            throw new BehemothException($"invalid generation option {Flag(option)}: {reason}");
         return options;
     }
+
+    /// <summary>The command-line option of a <see cref="GenerationOptions"/> property.</summary>
+    private static string Flag(string property) => property switch
+    {
+        nameof(GenerationOptions.MaxNewTokens) => "--max-tokens",
+        nameof(GenerationOptions.Temperature) => "--temperature",
+        nameof(GenerationOptions.TopK) => "--top-k",
+        nameof(GenerationOptions.TopP) => "--top-p",
+        nameof(GenerationOptions.RepetitionPenalty) => "--repetition-penalty",
+        nameof(GenerationOptions.StopStrings) => "--stop",
+        _ => property,
+    };
 }

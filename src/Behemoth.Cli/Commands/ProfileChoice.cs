@@ -85,6 +85,9 @@ internal sealed class ProfileChoice
         };
         if (split == 0 || double.IsNaN(scale) || !double.TryParse(t[..split], NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || value <= 0)
             throw new BehemothException($"memory size '{text}' is not valid: write a positive number with B, KB, MB, GB, KiB, MiB or GiB, e.g. 64MB");
-        return (long)(value * scale);
+        double bytes = value * scale;
+        if (!(bytes < long.MaxValue))
+            throw new BehemothException($"memory size '{text}' is too large: the most is {long.MaxValue / (double)(1L << 60):F0} EiB");
+        return (long)bytes;
     }
 }

@@ -59,8 +59,7 @@ public static class PackageExporter
         {
             if (!overwrite)
                 throw new BehemothException($"{destination}: already exists; pass --force to replace it");
-            if (!File.Exists(Path.Combine(destination, PackageManifest.FileName)))
-                throw new BehemothException($"{destination}: exists and is not a Behemoth package; refusing to replace it");
+            EnsureReplaceable(destination);
         }
         string staging = destination.TrimEnd(Path.DirectorySeparatorChar) + ".partial-" + Guid.NewGuid().ToString("N")[..8];
         Directory.CreateDirectory(staging);
@@ -163,12 +162,29 @@ public static class PackageExporter
         return new FileEntry(bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)));
     }
 
+    /// <summary>
+    /// Refuses to replace <paramref name="destination"/> unless its manifest.json parses as a Behemoth package: the
+    /// folder of a web app with its own manifest.json, say, is never deleted by <c>--force</c>.
+    /// </summary>
+    private static void EnsureReplaceable(string destination)
+    {
+        try
+        {
+            PackageReader.ReadManifest(destination);
+        }
+        catch (PackageFormatException e)
+        {
+            throw new BehemothException($"{destination}: not a Behemoth package, so --force does not replace it ({e.Message})", e);
+        }
+    }
+
     /// <summary>Moves the finished staging directory into place; an older package there is removed only after.</summary>
     private static void Replace(string staging, string destination)
     {
         string? old = null;
         if (Directory.Exists(destination))
         {
+            if (Directory.EnumerateFileSystemEntries(destination).Any()) EnsureReplaceable(destination);   // still a package, after the export
             old = destination + ".old-" + Guid.NewGuid().ToString("N")[..8];
             Directory.Move(destination, old);
         }

@@ -70,18 +70,35 @@ public static class BatchInput
     {
         ArgumentNullException.ThrowIfNull(defaults);
         using var reader = new StreamReader(path, new System.Text.UTF8Encoding(false, false));
-        return Parse(ReadLines(reader), defaults);
+        return ParseLines(ReadLines(reader), defaults);
     }
+
+    /// <summary>The longest input line read, in characters (16 Mi, far beyond any context): a longer one is an error record.</summary>
+    internal const int MaxLineChars = 16 << 20;
 
     /// <summary>As <see cref="Read"/>, over lines already in memory.</summary>
     public static IReadOnlyList<BatchLine> Parse(IEnumerable<string> lines, GenerationOptions defaults)
     {
+        ArgumentNullException.ThrowIfNull(lines);
+        return ParseLines(lines, defaults);
+    }
+
+    /// <summary>As <see cref="Parse"/>; a null line is one over <see cref="MaxLineChars"/>.</summary>
+    private static List<BatchLine> ParseLines(IEnumerable<string?> lines, GenerationOptions defaults)
+    {
+        ArgumentNullException.ThrowIfNull(defaults);
         var result = new List<BatchLine>();
         var firstLineOfId = new Dictionary<string, int>(StringComparer.Ordinal);
         int number = 0;
-        foreach (string text in lines)
+        foreach (string? text in lines)
         {
             number++;
+            if (text is null)
+            {
+                string key = BatchLine.LineKey(number);
+                result.Add(new BatchLine { LineNumber = number, Key = key, ShardText = key, Error = $"the line is over {MaxLineChars >> 20} Mi characters" });
+                continue;
+            }
             if (string.IsNullOrWhiteSpace(text)) continue;
             var line = ParseLine(text, number, defaults);
             if (!line.KeyedByLine)
@@ -100,39 +117,100 @@ public static class BatchInput
         return result;
     }
 
-    /// <summary>One line; <paramref name="lineNumber"/> is 1-based.</summary>
+    // Duplicate keys ({"id": "x", "id": "y"}) are malformed: which one is meant is anyone's guess.
+    private static readonly JsonDocumentOptions s_document = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
+
+    /// <summary>
+    /// One line; <paramref name="lineNumber"/> is 1-based. Never fails on the line's content: malformed JSON, a key
+    /// given twice, a value of the wrong type or a string that is not valid Unicode (a lone surrogate such as
+    /// <c>"\ud800"</c>) becomes <see cref="BatchLine.Error"/>.
+    /// </summary>
     public static BatchLine ParseLine(string text, int lineNumber, GenerationOptions defaults)
     {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(defaults);
         string lineKey = BatchLine.LineKey(lineNumber);
         BatchLine Bad(string error) => new() { LineNumber = lineNumber, Key = lineKey, ShardText = lineKey, Error = error };
 
         JsonObject obj;
         try
         {
-            if (JsonNode.Parse(text) is not JsonObject o) return Bad("the line is not a JSON object");
+            if (JsonNode.Parse(text, documentOptions: s_document) is not JsonObject o) return Bad("the line is not a JSON object");
             obj = o;
         }
         catch (JsonException e)
         {
             return Bad("malformed JSON: " + e.Message);
         }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return Bad("malformed JSON: " + e.Message);     // whatever else the JSON reader refuses late
+        }
         if (!obj.TryGetPropertyValue("id", out var id) || id is null) return Bad("the line has no \"id\"");
+        if (id is JsonValue idValue && idValue.GetValueKind() == JsonValueKind.String && !TryGetText(idValue, out _))
+            return Bad("\"id\" is not valid Unicode text (it has a lone surrogate such as \\ud800)");
         if (BatchLine.IdKey(id) is not var (key, shardText)) return Bad("\"id\" must be a string or a number");
 
         var line = new BatchLine { LineNumber = lineNumber, Key = key, ShardText = shardText, Id = id.DeepClone() };
         if (!obj.TryGetPropertyValue("prompt", out var p) || p is null) return line with { Error = "the line has no \"prompt\"" };
         if (p is not JsonValue pv || pv.GetValueKind() != JsonValueKind.String) return line with { Error = "\"prompt\" must be a string" };
+        if (!TryGetText(pv, out string? prompt)) return line with { Error = "\"prompt\" is not valid Unicode text (it has a lone surrogate such as \\ud800)" };
         try
         {
             var options = ApplyOptions(obj, defaults);
             if (options.FindOutOfRange() is var (option, _, reason))
                 return line with { Error = $"{OptionName(option)} {reason}" };
-            return line with { Prompt = pv.GetValue<string>(), Options = options };
+            return line with { Prompt = prompt, Options = options };
         }
         catch (FormatException e)
         {
             return line with { Error = e.Message };
         }
+    }
+
+    /// <summary>A JSON string's text, or false when it is not valid UTF-16 (an escaped lone surrogate).</summary>
+    private static bool TryGetText(JsonValue value, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? text)
+    {
+        try
+        {
+            text = value.GetValue<string>();
+        }
+        catch (InvalidOperationException)
+        {
+            text = null;
+            return false;
+        }
+        if (HasLoneSurrogate(text))
+        {
+            text = null;
+            return false;
+        }
+        return true;
+    }
+
+    private static bool HasLoneSurrogate(string text)
+    {
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (!char.IsSurrogate(text[i])) continue;
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) i++;
+            else return true;
+        }
+        return false;
+    }
+
+    /// <summary><paramref name="text"/> with every lone surrogate replaced by U+FFFD (the text itself when it has none).</summary>
+    internal static string ReplaceLoneSurrogates(string text)
+    {
+        if (!HasLoneSurrogate(text)) return text;
+        var chars = text.ToCharArray();
+        for (int i = 0; i < chars.Length; i++)
+        {
+            if (!char.IsSurrogate(chars[i])) continue;
+            if (char.IsHighSurrogate(chars[i]) && i + 1 < chars.Length && char.IsLowSurrogate(chars[i + 1])) i++;
+            else chars[i] = '\uFFFD';
+        }
+        return new string(chars);
     }
 
     private static GenerationOptions ApplyOptions(JsonObject obj, GenerationOptions options)
@@ -148,13 +226,16 @@ public static class BatchInput
             {
                 StopStrings = stop switch
                 {
-                    JsonValue v when v.GetValueKind() == JsonValueKind.String => [v.GetValue<string>()],
-                    JsonArray a when a.All(x => x is JsonValue xv && xv.GetValueKind() == JsonValueKind.String) => a.Select(x => x!.GetValue<string>()).ToArray(),
+                    JsonValue v when v.GetValueKind() == JsonValueKind.String => [StopText(v)],
+                    JsonArray a when a.All(x => x is JsonValue xv && xv.GetValueKind() == JsonValueKind.String) => a.Select(x => StopText(x!.AsValue())).ToArray(),
                     _ => throw new FormatException("\"stop\" must be a string or an array of strings"),
                 },
             };
         return options;
     }
+
+    private static string StopText(JsonValue value) => TryGetText(value, out string? text) ? text
+        : throw new FormatException("\"stop\" is not valid Unicode text (it has a lone surrogate such as \\ud800)");
 
     private static int Integer(JsonNode node, string name) =>
         node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out int i) ? i
@@ -171,21 +252,39 @@ public static class BatchInput
         nameof(GenerationOptions.TopK) => "\"top_k\"",
         nameof(GenerationOptions.TopP) => "\"top_p\"",
         nameof(GenerationOptions.RepetitionPenalty) => "\"repetition_penalty\"",
+        nameof(GenerationOptions.StopStrings) => "\"stop\"",
         _ => property ?? "an option",
     };
 
-    /// <summary>Lines split at '\n' (a trailing '\r' removed); unlike ReadLine, a lone '\r' does not end a line.</summary>
-    internal static IEnumerable<string> ReadLines(TextReader reader)
+    /// <summary>
+    /// Lines split at '\n' (a trailing '\r' removed); unlike ReadLine, a lone '\r' does not end a line. A line over
+    /// <see cref="MaxLineChars"/> is skipped to its end and returned as null, so memory stays bounded by the cap.
+    /// </summary>
+    internal static IEnumerable<string?> ReadLines(TextReader reader, int maxChars = MaxLineChars)
     {
         var sb = new System.Text.StringBuilder();
+        bool tooLong = false;
         int c;
         while ((c = reader.Read()) >= 0)
         {
-            if (c != '\n') { sb.Append((char)c); continue; }
-            yield return Trim(sb);
+            if (c != '\n')
+            {
+                if (tooLong) continue;
+                if (sb.Length >= maxChars + 1)          // (+1: a '\r' before the newline)
+                {
+                    tooLong = true;
+                    sb.Clear();
+                    continue;
+                }
+                sb.Append((char)c);
+                continue;
+            }
+            yield return tooLong ? null : Trim(sb);
+            tooLong = false;
             sb.Clear();
         }
-        if (sb.Length > 0) yield return Trim(sb);
+        if (tooLong) yield return null;
+        else if (sb.Length > 0) yield return Trim(sb);
 
         static string Trim(System.Text.StringBuilder sb) => (sb.Length > 0 && sb[^1] == '\r' ? sb.ToString(0, sb.Length - 1) : sb.ToString());
     }

@@ -7,7 +7,8 @@ namespace Behemoth.Runtime.Batch;
 /// Joins the results files of the shards of one job into one file, checking that every record appears once.
 /// With the input file, it also checks that every input line has a record (and nothing else does) and writes the
 /// records in input order; without it, records are sorted: number ids by value, then string ids by ordinal
-/// (UTF-16) order, then the records keyed by line number ("line") by that number.
+/// (UTF-16) order, then the records keyed by line number ("line") by that number. The files are read line by line and
+/// the records copied from them by offset, so memory grows with the number of records, not the size of the files.
 /// </summary>
 public static class BatchMerge
 {
@@ -23,40 +24,64 @@ public static class BatchMerge
         ArgumentException.ThrowIfNullOrEmpty(outputPath);
         if (shardFiles.Count == 0) throw new BatchJobException("no results files to merge");
 
-        var records = new Dictionary<string, (BatchRecord Record, string File)>(StringComparer.Ordinal);
-        foreach (string file in shardFiles)
-            foreach (var record in BatchRecord.ReadAll(file))
-                if (!records.TryAdd(record.Key, (record, file)))
-                    throw new BatchJobException($"{BatchResultFile.Describe(record.Key)} has a record in both {records[record.Key].File} and {file}"
-                        + (records[record.Key].File == file ? " (twice)" : "") + ": were two jobs given the same --shard?");
-
-        IEnumerable<BatchRecord> ordered;
-        if (inputLines is not null)
-        {
-            var missing = inputLines.Where(l => !records.ContainsKey(l.Key)).ToArray();
-            if (missing.Length > 0)
-                throw new BatchJobException($"{missing.Length} input line(s) have no record, e.g. {string.Join(", ", missing.Take(5).Select(l => BatchResultFile.Describe(l.Key)))}: "
-                    + "a shard is missing or unfinished (rerun its job)");
-            var known = inputLines.Select(l => l.Key).ToHashSet(StringComparer.Ordinal);
-            var extra = records.Keys.Where(k => !known.Contains(k)).ToArray();
-            if (extra.Length > 0)
-                throw new BatchJobException($"{extra.Length} record(s) match no input line, e.g. {string.Join(", ", extra.Take(5).Select(BatchResultFile.Describe))}: were the shards run on another input?");
-            ordered = inputLines.Select(l => records[l.Key].Record);
-        }
-        else
-            ordered = records.Values.Select(v => v.Record).OrderBy(r => r.Key, KeyOrder.Instance);
-
-        var list = ordered.ToList();
+        // one pass over each file keeps where each record is (file, offset, length), not its text, so shards of any size merge
+        var records = new Dictionary<string, (int File, long Offset, int Length)>(StringComparer.Ordinal);
+        var streams = new List<FileStream>();
         string full = Path.GetFullPath(outputPath);
         string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        int count = 0;
         try
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            for (int i = 0; i < shardFiles.Count; i++)
             {
-                foreach (var record in list)
-                    stream.Write(Encoding.UTF8.GetBytes(record.Text + "\n"));
-                stream.Flush(flushToDisk: true);
+                string file = shardFiles[i];
+                var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+                streams.Add(stream);
+                int index = i;
+                BatchRecord.ReadKeys(stream, file, (key, offset, line) =>
+                {
+                    if (!records.TryAdd(key, (index, offset, line.Length)))
+                    {
+                        string first = shardFiles[records[key].File];
+                        throw new BatchJobException($"{BatchResultFile.Describe(key)} has a record in both {first} and {file}"
+                            + (records[key].File == index ? " (twice)" : "") + ": were two jobs given the same --shard?");
+                    }
+                });
             }
+
+            IEnumerable<string> ordered;
+            if (inputLines is not null)
+            {
+                var missing = inputLines.Where(l => !records.ContainsKey(l.Key)).ToArray();
+                if (missing.Length > 0)
+                    throw new BatchJobException($"{missing.Length} input line(s) have no record, e.g. {string.Join(", ", missing.Take(5).Select(l => BatchResultFile.Describe(l.Key)))}: "
+                        + "a shard is missing or unfinished (rerun its job)");
+                var known = inputLines.Select(l => l.Key).ToHashSet(StringComparer.Ordinal);
+                var extra = records.Keys.Where(k => !known.Contains(k)).ToArray();
+                if (extra.Length > 0)
+                    throw new BatchJobException($"{extra.Length} record(s) match no input line, e.g. {string.Join(", ", extra.Take(5).Select(BatchResultFile.Describe))}: were the shards run on another input?");
+                ordered = inputLines.Select(l => l.Key);
+            }
+            else
+                ordered = records.Keys.Order(KeyOrder.Instance).ToList();
+
+            using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                var buffer = new byte[64 * 1024];
+                foreach (string key in ordered)
+                {
+                    var (file, offset, length) = records[key];
+                    if (buffer.Length < length + 1) buffer = new byte[Math.Max(length + 1, 2 * buffer.Length)];
+                    var source = streams[file];
+                    source.Position = offset;
+                    source.ReadExactly(buffer, 0, length);
+                    buffer[length] = (byte)'\n';
+                    output.Write(buffer, 0, length + 1);
+                    count++;
+                }
+                output.Flush(flushToDisk: true);
+            }
+            foreach (var stream in streams) stream.Dispose();      // (Windows cannot rename over an open file)
             File.Move(temp, full, overwrite: true);
         }
         catch
@@ -64,7 +89,11 @@ public static class BatchMerge
             File.Delete(temp);
             throw;
         }
-        return list.Count;
+        finally
+        {
+            foreach (var stream in streams) stream.Dispose();
+        }
+        return count;
     }
 
     /// <summary>Number ids by value (then as written), then string ids ordinally, then line-keyed records by line.</summary>

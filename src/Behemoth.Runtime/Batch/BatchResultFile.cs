@@ -10,42 +10,44 @@ namespace Behemoth.Runtime.Batch;
 /// <param name="Text">The JSON line, without its newline.</param>
 public sealed record BatchRecord(string Key, string Text)
 {
-    /// <summary>The record of one results line; null when the text is not a record (not an object, no usable id or line).</summary>
+    /// <summary>
+    /// The record of one results line; null when the text is not a record (not one JSON object, no "output" or "error",
+    /// no usable id or line, or one of "id", "line", "output", "error" twice).
+    /// </summary>
     public static BatchRecord? TryParse(string text)
     {
-        JsonObject obj;
-        try
-        {
-            if (JsonNode.Parse(text) is not JsonObject o) return null;
-            obj = o;
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
-        if (!obj.ContainsKey("output") && !obj.ContainsKey("error")) return null;
-        if (obj["line"] is JsonValue line && line.TryGetValue(out int number) && number > 0) return new BatchRecord(BatchLine.LineKey(number), text);
-        return BatchLine.IdKey(obj["id"]) is var (key, _) ? new BatchRecord(key, text) : null;
+        ArgumentNullException.ThrowIfNull(text);
+        return ResultLines.Key(Encoding.UTF8.GetBytes(text)) is { } key ? new BatchRecord(key, text) : null;
     }
 
     /// <summary>
     /// Every record of a complete results file, in file order. A file that ends without a newline (a torn last line) or
-    /// holds a line that is not a record is refused, naming the file and line.
+    /// holds a line that is not a record is refused, naming the file and line. The file is read line by line; the
+    /// records returned hold its text (to go through a file of any size without holding it, <see cref="BatchMerge"/>
+    /// keeps offsets instead).
     /// </summary>
     public static IReadOnlyList<BatchRecord> ReadAll(string path)
     {
-        string content = File.ReadAllText(path, new UTF8Encoding(false, true));
-        if (content.Length > 0 && content[^1] != '\n')
-            throw new BatchJobException($"{path}: the last line is incomplete (the job writing it did not finish); rerun that job to complete it");
         var records = new List<BatchRecord>();
-        int number = 0;
-        foreach (string line in content.Split('\n'))
-        {
-            number++;
-            if (line.Length == 0) continue;
-            records.Add(TryParse(line.TrimEnd('\r')) ?? throw new BatchJobException($"{path}:{number}: not a batch result record"));
-        }
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+        ReadKeys(stream, path, (key, _, line) => records.Add(new BatchRecord(key, Encoding.UTF8.GetString(line))));
         return records;
+    }
+
+    internal delegate void RecordHandler(string key, long offset, ReadOnlySpan<byte> line);
+
+    /// <summary>Streams the records of a complete results file: key, offset and bytes (without the newline or a '\r') of each.</summary>
+    internal static void ReadKeys(FileStream stream, string path, RecordHandler handle)
+    {
+        var lines = new ResultLines(stream, path, 0, stream.Length);
+        while (lines.Next(out var line, out bool complete))
+        {
+            if (!complete)
+                throw new BatchJobException($"{path}: the last line is incomplete (the job writing it did not finish); rerun that job to complete it");
+            if (line.IsEmpty) continue;
+            string key = ResultLines.Key(line) ?? throw new BatchJobException($"{path}:{lines.Number}: not a batch result record");
+            handle(key, lines.Offset, line[^1] == (byte)'\r' ? line[..^1] : line);
+        }
     }
 }
 
@@ -55,21 +57,21 @@ public sealed record BatchRecord(string Key, string Text)
 /// last line. Opening drops that torn line and reports which keys are already done, so a rerun skips them.
 /// </summary>
 /// <remarks>
-/// Thread-safe: workers append concurrently. A job also holds <c>&lt;path&gt;.lock</c> open exclusively (an advisory
-/// lock the system releases when the process dies, however it dies), so a second job on the same results file is
-/// refused instead of interleaving with the first.
+/// Thread-safe: workers append concurrently. A job holds an exclusive lock on the results file itself, not on its path
+/// (see <c>ResultsFileLock</c>: an OFD lock on Linux, the share mode on Windows), which the system releases when the
+/// process dies, however it dies; a second job on the same file, through any path, symbolic link or hard link, is
+/// refused instead of interleaving with the first. Opening reads the file line by line (a 64 KiB buffer, 64-bit
+/// offsets): a results file of any size resumes in memory that grows with its number of records, not its bytes.
 /// </remarks>
 public sealed class BatchResultFile : IDisposable
 {
     private static readonly JsonSerializerOptions s_json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly FileStream _stream;
-    private readonly FileStream _lock;
     private readonly Lock _gate = new();
     private readonly HashSet<string> _finished;
 
-    private BatchResultFile(string path, FileStream stream, FileStream lockFile, HashSet<string> finished, long droppedBytes)
+    private BatchResultFile(string path, FileStream stream, HashSet<string> finished, long droppedBytes)
     {
-        _lock = lockFile;
         Path = path;
         _stream = stream;
         _finished = finished;
@@ -83,52 +85,60 @@ public sealed class BatchResultFile : IDisposable
     public long DroppedBytes { get; }
 
     /// <summary>Opens (or creates) <paramref name="path"/>, truncating a torn last line.</summary>
-    /// <exception cref="BatchJobException">A complete line of the file is not a result record, or a key is there twice.</exception>
+    /// <exception cref="BatchJobException">Another job holds the file, a complete line of the file is not a result record, or a key is there twice.</exception>
     public static BatchResultFile Open(string path)
     {
-        FileStream lockFile;
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        FileStream stream;
         try
         {
-            lockFile = new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+            stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, ResultsFileLock.Share);
         }
-        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        catch (IOException e) when (IsSharingViolation(e))
         {
-            throw new BatchJobException($"{path}: another job is writing this results file ({path}.lock is held)", e);
+            throw ResultsFileLock.Held(path, e);
         }
-        FileStream? stream = null;
+        catch (UnauthorizedAccessException e) when (Directory.Exists(path))
+        {
+            throw new BatchJobException($"{path}: is a directory; a results file is a file of JSON lines", e);
+        }
         try
         {
-            stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
-            var bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
-            int end = Array.LastIndexOf(bytes, (byte)'\n') + 1;       // everything after the last newline is a torn line
-            long dropped = bytes.Length - end;
+            if (!stream.CanSeek)
+                throw new BatchJobException($"{path}: not a regular file (a pipe or a device); give --out a file, which a rerun can resume");
+            ResultsFileLock.Acquire(stream, path);
+            long length = stream.Length;
+            long end = ResultLines.EndOfLastLine(stream, length);     // everything after the last newline is a torn line
+            long dropped = length - end;
             if (dropped > 0)
             {
                 stream.SetLength(end);
                 stream.Flush(flushToDisk: true);
             }
             var finished = new HashSet<string>(StringComparer.Ordinal);
-            int number = 0;
-            foreach (string line in Encoding.UTF8.GetString(bytes, 0, end).Split('\n'))
+            var lines = new ResultLines(stream, path, 0, end);
+            while (lines.Next(out var line, out _))
             {
-                number++;
-                if (line.Length == 0) continue;
-                var record = BatchRecord.TryParse(line.TrimEnd('\r'))
-                    ?? throw new BatchJobException($"{path}:{number}: not a batch result record; give a new --out or fix the file");
-                if (!finished.Add(record.Key))
-                    throw new BatchJobException($"{path}:{number}: {Describe(record.Key)} is in the file twice");
+                if (line.IsEmpty) continue;
+                string key = ResultLines.Key(line)
+                    ?? throw new BatchJobException($"{path}:{lines.Number}: not a batch result record; give a new --out or fix the file");
+                if (!finished.Add(key))
+                    throw new BatchJobException($"{path}:{lines.Number}: {Describe(key)} is in the file twice");
             }
             stream.Seek(0, SeekOrigin.End);
-            return new BatchResultFile(path, stream, lockFile, finished, dropped);
+            return new BatchResultFile(path, stream, finished, dropped);
         }
         catch
         {
-            stream?.Dispose();
-            lockFile.Dispose();
+            stream.Dispose();
             throw;
         }
     }
+
+    // Windows: ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION; elsewhere .NET's own flock refused (FileShare.None)
+    private static bool IsSharingViolation(IOException e) =>
+        e is not FileNotFoundException and not DirectoryNotFoundException and not PathTooLongException
+        && (OperatingSystem.IsWindows() ? (e.HResult & 0xFFFF) is 32 or 33 : ResultsFileLock.Share == FileShare.None);
 
     /// <summary>Whether <paramref name="key"/> has a record (from an earlier run or this one).</summary>
     public bool IsFinished(string key)
@@ -164,6 +174,10 @@ public sealed class BatchResultFile : IDisposable
 
     private void Append(string key, JsonObject record)
     {
+        // a lone surrogate cannot be written as JSON text; input lines with one are refused, so only generated text
+        // could hold one, and it becomes U+FFFD rather than a failure that stops the job
+        foreach (string name in (ReadOnlySpan<string>)["output", "error"])
+            if (record[name] is JsonValue v && v.TryGetValue(out string? text)) record[name] = BatchInput.ReplaceLoneSurrogates(text);
         byte[] bytes = Encoding.UTF8.GetBytes(record.ToJsonString(s_json) + "\n");
         lock (_gate)
         {
@@ -183,7 +197,6 @@ public sealed class BatchResultFile : IDisposable
         lock (_gate)
         {
             _stream.Dispose();
-            _lock.Dispose();
         }
     }
 }

@@ -42,7 +42,8 @@ public sealed record GenerationOptions
 
     /// <summary>Checks the options are in range; the generators call it before they start, an app may call it early to report bad input.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range (the message names it): negative <see cref="MaxNewTokens"/> or
-    /// <see cref="TopK"/>, a negative or infinite <see cref="Temperature"/>, <see cref="TopP"/> outside (0, 1], a <see cref="RepetitionPenalty"/> not &gt; 0.</exception>
+    /// <see cref="TopK"/>, a negative or infinite <see cref="Temperature"/>, <see cref="TopP"/> outside (0, 1], a <see cref="RepetitionPenalty"/> not &gt; 0,
+    /// an empty string among <see cref="StopStrings"/>.</exception>
     public void Validate()
     {
         if (FindOutOfRange() is var (option, value, reason)) throw new ArgumentOutOfRangeException(option, value, reason);
@@ -59,6 +60,7 @@ public sealed record GenerationOptions
         if (TopK < 0) return (nameof(TopK), TopK, "must not be negative");
         if (!(TopP > 0 && TopP <= 1)) return (nameof(TopP), TopP, "must be in (0, 1]");
         if (!(RepetitionPenalty > 0) || float.IsInfinity(RepetitionPenalty)) return (nameof(RepetitionPenalty), RepetitionPenalty, "must be a finite number > 0");
+        if (StopStrings is null || StopStrings.Any(string.IsNullOrEmpty)) return (nameof(StopStrings), "", "must not hold an empty string (it would match before any text)");
         return null;
     }
 }
