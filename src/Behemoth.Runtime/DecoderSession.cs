@@ -140,12 +140,23 @@ public sealed class DecoderSession : IDisposable
     internal static DecoderSession Open(string packageDirectory, PackageManifest manifest, string profile, ExecutionProvider provider, int intraOpThreads, Action? verified,
         CancellationToken cancellationToken)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
+        CheckThreads(intraOpThreads);
         using var options = ExecutionProviders.Create(provider, out var chosen);
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
         if (chosen == ExecutionProvider.DirectML && manifest.MoeForm != MoeForm.Decomposed)
             throw new ExecutionProviderException($"{packageDirectory}: DirectML has no MoE kernels; export the package with --moe decomposed");
         return new DecoderSession(packageDirectory, manifest, profile, LoadedGraph.Load(packageDirectory, manifest, profile, options, verified, cancellationToken)) { Provider = chosen };
+    }
+
+    /// <summary>The most intra-op threads a session takes: 4 × the logical cores (more only compete for them, and a
+    /// value such as 100,000 would have ONNX Runtime create that many threads).</summary>
+    internal static int MaxIntraOpThreads => 4 * Math.Max(1, Environment.ProcessorCount);
+
+    internal static void CheckThreads(int intraOpThreads)
+    {
+        if (intraOpThreads < 0 || intraOpThreads > MaxIntraOpThreads)
+            throw new ArgumentOutOfRangeException(nameof(intraOpThreads), intraOpThreads,
+                $"give 0 (ONNX Runtime's default) or 1 to {MaxIntraOpThreads} (4 × the {Environment.ProcessorCount} logical cores)");
     }
 
     /// <summary>

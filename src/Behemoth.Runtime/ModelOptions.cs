@@ -19,7 +19,7 @@ public sealed record ModelOptions
     /// <summary>The execution provider (default <see cref="ExecutionProvider.Auto"/>: CUDA, DirectML on Windows, then CPU).</summary>
     public ExecutionProvider Provider { get; init; } = ExecutionProvider.Auto;
 
-    /// <summary>ONNX Runtime intra-op threads per run (0: its default, one per core).</summary>
+    /// <summary>ONNX Runtime intra-op threads per run (0: its default, one per core; at most 4 × the logical cores).</summary>
     public int IntraOpThreads { get; init; }
 
     /// <summary>Logs one line when the session is open (package, profile, provider, files verified, load time); none when null.</summary>
@@ -46,7 +46,7 @@ public sealed record ModelOptions
         ArgumentException.ThrowIfNullOrEmpty(Profile);
         if (MemoryBudgetBytes is <= 0) throw new ArgumentOutOfRangeException(nameof(MemoryBudgetBytes), MemoryBudgetBytes, "must be positive");
         if (ContextTokens is <= 0) throw new ArgumentOutOfRangeException(nameof(ContextTokens), ContextTokens, "must be positive");
-        ArgumentOutOfRangeException.ThrowIfNegative(IntraOpThreads);
+        DecoderSession.CheckThreads(IntraOpThreads);
         ArgumentNullException.ThrowIfNull(TrustedKeys);
     }
 }

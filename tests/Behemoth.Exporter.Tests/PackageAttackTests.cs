@@ -217,6 +217,14 @@ public sealed class PackageAttackTests(NanoPackageFixture nano) : IClassFixture<
         Assert.EndsWith(file, e.Path);
     }
 
+    [Fact]
+    public void A_thread_count_far_beyond_the_cores_is_refused_before_loading()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => Model.Open(nano.Package, new ModelOptions { IntraOpThreads = 100_000 }));
+        Assert.Contains("4 ×", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => DecoderSession.Open(nano.Package, "full", ExecutionProvider.Cpu, 100_000));
+    }
+
     [DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
     private static extern int MakeFifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 }
