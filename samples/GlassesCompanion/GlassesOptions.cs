@@ -65,6 +65,12 @@ public sealed class GlassesOptions
     /// <summary>Stop each mode at the first newline (the models' answer formats are one line).</summary>
     public bool StopAtNewline { get; set; } = true;
 
+    /// <summary>
+    /// Public key files (<c>behemoth keygen</c>'s <c>.public</c>): the package must be signed by one of them
+    /// (<c>behemoth sign</c>), or the app refuses to start. Empty (the default): signatures are not checked.
+    /// </summary>
+    public string[] TrustedKeys { get; set; } = [];
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(Package)) throw new GlassesConfigurationException("Glasses:Package is empty; give the package directory");

@@ -38,9 +38,10 @@ public sealed class ModelHost : IDisposable
     public static ModelHost Open(string package, GlassesOptions options, ILogger logger)
     {
         var provider = ParseProvider(options.Provider);
-        var manifest = PackageReader.ReadManifest(package);
+        var keys = options.TrustedKeys.Select(TrustedKey.Load).ToArray();
+        var manifest = PackageReader.ReadManifest(package, keys);
         string profile = ChooseProfile(manifest, options, package, logger);
-        var model = Model.Open(package, new ModelOptions { Profile = profile, Provider = provider, Logger = logger });
+        var model = Model.Open(package, new ModelOptions { Profile = profile, Provider = provider, Logger = logger, TrustedKeys = keys });
         return new ModelHost(model, options.Profile);
     }
 
