@@ -19,6 +19,13 @@ public enum Distillation
     /// experts most similar to it), then each kept expert's down projection.
     /// </summary>
     Refit,
+
+    /// <summary>
+    /// Knowledge distillation from the full model (<see cref="KnowledgeDistiller"/>): layer after layer, the kept experts
+    /// and their router rows are trained by gradient descent so that each pruned layer's routed output matches the full
+    /// layer's on the pruned model's own activations.
+    /// </summary>
+    Kd,
 }
 
 /// <summary>Closed-form, layer-by-layer distillation of a pruned MoE layer: no training framework, one layer in memory.</summary>

@@ -39,6 +39,14 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
 
     public int Seed { get; init; } = 1234;
 
+    /// <summary>Settings of <see cref="Distillation.Kd"/> (its seed is <see cref="Seed"/>).</summary>
+    public KdOptions Kd { get; init; } = new();
+
+    /// <summary>What kd did for each profile carved with it, by profile name.</summary>
+    public IReadOnlyDictionary<string, KdReport> KdReports => _kdReports;
+
+    private readonly Dictionary<string, KdReport> _kdReports = new();
+
     private readonly Dictionary<string, CalibrationActivations> _activations = new();
     private readonly Dictionary<(int Layer, string Mix), ReconstructionInputs> _inputs = new();
 
@@ -48,7 +56,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     /// first time the reconstruction criterion or refit needs activations) between the model's BOS and EOS
     /// (<see cref="CalibrationSets.DocumentBounds"/>).
     /// </summary>
-    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, string modelDirectory, int seed = 1234)
+    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, string modelDirectory, int seed = 1234, KdOptions? kd = null)
     {
         var text = new Lazy<(LoadedTokenizer Tokenizer, int Bos, int Eos)>(() =>
         {
@@ -62,7 +70,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray();
             var (tokenizer, bos, eos) = text.Value;
             return CalibrationSets.Load(name, files, tokenizer, bos, eos, (int)domain.Tokens);
-        }) { Seed = seed };
+        }) { Seed = seed, Kd = kd ?? new KdOptions() };
     }
 
     public ProfileSpec Carve(CarveTarget target, PruningCriterion criterion, Distillation distillation, IProgress<string>? progress = null,
@@ -80,7 +88,22 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             + $"{stats.Model.Experts * kept.Count} experts");
 
         ProfileWeights? weights = null;
-        if (distillation != Distillation.None)
+        if (distillation == Distillation.Kd)
+        {
+            if (kept.All(p => p.Value.Length == stats.Model.Experts))
+                progress?.Report($"{target.Name}: keeps every expert, nothing to distil; the profile is exported unchanged");
+            else
+            {
+                var options = Kd with { Seed = Seed };
+                var docs = KnowledgeDistiller.Sample(target.Domains, calibration, options, target.Name);
+                var (w, report) = KnowledgeDistiller.Distil(model, target.Name, kept, docs, options, progress, cancellationToken);
+                weights = w;
+                _kdReports[target.Name] = report;
+                progress?.Report($"{target.Name}: kd trained {w.Experts.Count} experts and {w.Routers.Count} routers on {report.TrainTokens} tokens "
+                    + $"({report.HeldOutTokens} held out) in {report.Elapsed.TotalSeconds:F0} s, peak working set {report.PeakWorkingSetBytes / 1e6:F0} MB");
+            }
+        }
+        else if (distillation != Distillation.None)
         {
             var experts = new Dictionary<(int, int), ExpertMatrices>();
             var routers = new Dictionary<int, float[]>();
