@@ -7,6 +7,19 @@ using Behemoth.Reference;
 
 namespace Behemoth.Exporter.Pruning;
 
+/// <summary>What each pruned layer's routed experts are trained to output (<see cref="KdOptions.Target"/>).</summary>
+public enum KdTarget
+{
+    /// <summary>The full layer's routed output on the student's own inputs: each layer imitates the teacher's layer.</summary>
+    Layer,
+
+    /// <summary>
+    /// What takes the student's residual stream to the teacher's after this layer: the teacher's hidden state minus the
+    /// student's (after attention and the shared expert), so each layer also corrects the drift of the layers before it.
+    /// </summary>
+    Residual,
+}
+
 /// <summary>Settings of knowledge distillation (<see cref="Distillation.Kd"/>).</summary>
 public sealed record KdOptions
 {
@@ -33,7 +46,9 @@ public sealed record KdOptions
 
     public int Seed { get; init; } = 1234;
 
-    internal void Validate()
+    public KdTarget Target { get; init; } = KdTarget.Residual;
+
+    public void Validate()
     {
         if (Steps < 1) throw new BehemothException($"kd: the step count must be positive, found {Steps}");
         if (BatchTokens < 1) throw new BehemothException($"kd: the batch must hold at least one token, found {BatchTokens}");
@@ -133,6 +148,8 @@ internal static class KnowledgeDistiller
         // the residual stream of every document, advanced one layer at a time
         var ordered = train.Concat(held).ToArray();
         var x = ordered.Select(d => model.Embed(d.Tokens)).ToArray();
+        // the teacher's residual stream, for the Residual target
+        var xt = options.Target == KdTarget.Residual ? x.Select(a => (float[])a.Clone()).ToArray() : null;
         var weights = ordered.SelectMany(d => Enumerable.Repeat(d.TokenWeight, d.Tokens.Length)).ToArray();
         var heldRows = EvenlySpaced(trainTokens, heldTokens, options.HeldOutTokens);
         var experts_ = new Dictionary<(int, int), ExpertMatrices>();
@@ -145,6 +162,8 @@ internal static class KnowledgeDistiller
         {
             ct.ThrowIfCancellationRequested();
             var normed = x.Select(xs => model.AttentionStep(layer.Index, xs)).ToArray();
+            if (xt is not null)
+                foreach (var a in xt) model.FeedForwardStep(layer.Index, a, model.AttentionStep(layer.Index, a));
             if (!pruned.Contains(layer))
             {
                 for (int s = 0; s < x.Length; s++) model.FeedForwardStep(layer.Index, x[s], normed[s]);
@@ -153,7 +172,13 @@ internal static class KnowledgeDistiller
             done++;
             var input = Concat(normed, h);
             var math = new MoeLayerMath(model, layer.Index);
-            var target = TeacherRouted(math, input);                     // cached once: the teacher on the student's inputs
+            // cached once per layer: the teacher on the student's inputs, or what reaches the teacher's hidden state
+            var target = xt is null ? TeacherRouted(math, input) : Concat(Enumerable.Range(0, x.Length).Select(s =>
+            {
+                var reached = (float[])x[s].Clone();
+                model.FeedForwardStep(layer.Index, reached, normed[s], n => new float[n.Length]);   // attention + shared expert
+                return xt[s].Zip(reached, (a, b) => a - b).ToArray();
+            }).ToArray(), h);
             var ids = kept[layer.Index].Order().ToArray();
             var rows = new float[ids.Length * h];
             for (int i = 0; i < ids.Length; i++) math.RouterWeights.AsSpan(ids[i] * h, h).CopyTo(rows.AsSpan(i * h, h));

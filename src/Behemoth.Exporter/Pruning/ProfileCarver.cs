@@ -42,6 +42,12 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     /// <summary>Settings of <see cref="Distillation.Kd"/> (its seed is <see cref="Seed"/>).</summary>
     public KdOptions Kd { get; init; } = new();
 
+    /// <summary>
+    /// kd's calibration text: a domain's documents up to a token count (kd may read more of the domain's files than the
+    /// profiling statistics did); by default the same text as the criteria.
+    /// </summary>
+    public Func<string, int, CalibrationDomain>? KdCalibration { get; init; }
+
     /// <summary>What kd did for each profile carved with it, by profile name.</summary>
     public IReadOnlyDictionary<string, KdReport> KdReports => _kdReports;
 
@@ -64,13 +70,20 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             var (bos, eos) = CalibrationSets.DocumentBounds(model.Config, tokenizer, modelDirectory);
             return (tokenizer, bos, eos);
         });
-        return new ProfileCarver(model, stats, name =>
+        CalibrationDomain Load(string name, long tokens)
         {
             var domain = stats.Domains[name];
             var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray();
             var (tokenizer, bos, eos) = text.Value;
-            return CalibrationSets.Load(name, files, tokenizer, bos, eos, (int)domain.Tokens);
-        }) { Seed = seed, Kd = kd ?? new KdOptions() };
+            return CalibrationSets.Load(name, files, tokenizer, bos, eos, (int)Math.Min(int.MaxValue, tokens));
+        }
+        return new ProfileCarver(model, stats, name => Load(name, stats.Domains[name].Tokens))
+        {
+            Seed = seed,
+            Kd = kd ?? new KdOptions(),
+            // kd reads as much of each domain's files as it asks for, not only what the statistics profiled
+            KdCalibration = (name, tokens) => Load(name, Math.Max(tokens, stats.Domains[name].Tokens)),
+        };
     }
 
     public ProfileSpec Carve(CarveTarget target, PruningCriterion criterion, Distillation distillation, IProgress<string>? progress = null,
@@ -95,7 +108,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             else
             {
                 var options = Kd with { Seed = Seed };
-                var docs = KnowledgeDistiller.Sample(target.Domains, calibration, options, target.Name);
+                var docs = KnowledgeDistiller.Sample(target.Domains, KdCalibration is { } more ? name => more(name, options.Tokens) : calibration, options, target.Name);
                 var (w, report) = KnowledgeDistiller.Distil(model, target.Name, kept, docs, options, progress, cancellationToken);
                 weights = w;
                 _kdReports[target.Name] = report;
