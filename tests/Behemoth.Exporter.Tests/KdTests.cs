@@ -231,12 +231,16 @@ public sealed class KdTests
         Assert.Contains(weights.Experts, p => !p.Value.Down.SequenceEqual(otherSeed.Experts[p.Key].Down));
     }
 
-    [Fact]
-    public void Later_layers_learn_on_the_pruned_models_activations()
+    [Theory]
+    [InlineData(KdTarget.Layer)]
+    [InlineData(KdTarget.Residual)]
+    public void Later_layers_learn_on_the_pruned_models_activations(KdTarget kdTarget)
     {
         // the second MoE layer's step-0 error is the pruned layer on inputs that the distilled first layer produced:
-        // recompute it independently by running the reference engine layer by layer with the first layer replaced
-        var options = new KdOptions { Steps = 20, BatchTokens = 32, Tokens = 400, LearningRate = 3e-3, MaxPasses = 1000 };
+        // recompute it independently by running the reference engine layer by layer with the first layer replaced;
+        // the Residual target is the teacher's hidden state (the unpruned model, layer by layer) minus the student's
+        // after attention and the shared expert
+        var options = new KdOptions { Steps = 20, BatchTokens = 32, Tokens = 400, LearningRate = 3e-3, MaxPasses = 1000, Target = kdTarget };
         using var model = ReferenceModel.Load(TestPaths.Golden("mixtral"));
         var domain = new CalibrationDomain("d", Sequences(model.Config.VocabSize, 12, 24, 3), []);
         var docs = KnowledgeDistiller.Sample(new Dictionary<string, double> { ["d"] = 1 }, _ => domain, options, "p");
@@ -255,14 +259,22 @@ public sealed class KdTests
         foreach (var d in held)
         {
             var x = model.Embed(d.Tokens);
+            var xt = model.Embed(d.Tokens);
             float[] normed = [];
             foreach (var layer in model.Config.Layers.Where(l => l.Index <= second))
             {
                 normed = model.AttentionStep(layer.Index, x);
+                model.FeedForwardStep(layer.Index, xt, model.AttentionStep(layer.Index, xt));
                 if (layer.Index == second) break;
                 model.FeedForwardStep(layer.Index, x, normed, layer.Index == first ? n => studentFirst.Forward(n.Span) : null);
             }
-            var teacher = KnowledgeDistiller.TeacherRouted(math, normed);
+            float[] teacher;
+            if (kdTarget == KdTarget.Layer) teacher = KnowledgeDistiller.TeacherRouted(math, normed);
+            else
+            {
+                model.FeedForwardStep(second, x, normed, n => new float[n.Length]);
+                teacher = xt.Zip(x, (a, b) => a - b).ToArray();
+            }
             var y = prunedSecond.Forward(normed);
             for (int i = 0; i < y.Length; i++)
             {

@@ -28,6 +28,14 @@ public enum Distillation
     Kd,
 }
 
+/// <summary>Which parts of a layer <see cref="Distiller.Refit"/> refits (the parts alone are for measuring which one hurts).</summary>
+public enum RefitParts
+{
+    RouterAndDown,
+    Router,
+    Down,
+}
+
 /// <summary>Closed-form, layer-by-layer distillation of a pruned MoE layer: no training framework, one layer in memory.</summary>
 internal static class Distiller
 {
@@ -75,7 +83,8 @@ internal static class Distiller
     }
 
     /// <summary>Refits the router rows and down projections of the kept experts; returns (experts, router rows in ascending id order).</summary>
-    public static (Dictionary<(int, int), ExpertMatrices> Experts, float[] Router) Refit(MoeLayerMath math, int[] kept, ReconstructionInputs inputs)
+    public static (Dictionary<(int, int), ExpertMatrices> Experts, float[] Router) Refit(MoeLayerMath math, int[] kept, ReconstructionInputs inputs,
+        RefitParts parts = RefitParts.RouterAndDown)
     {
         int h = math.Hidden, n = inputs.Tokens, e = math.Experts, inter = math.Moe.ExpertIntermediate;
         var ascending = kept.Order().ToArray();
@@ -96,7 +105,7 @@ internal static class Distiller
         var w = Vector<double>.Build.Dense(n, t => weights[t]);
         var xw = x.Transpose().PointwiseMultiply(Matrix<double>.Build.Dense(h, n, (_, t) => w[t]));      // Xᵀ W
         var original = Matrix<double>.Build.Dense(ascending.Length, h, (i, j) => math.RouterWeights[ascending[i] * h + j]);
-        var router = RidgeSolve(xw * x, xw * targets, original.Transpose()).Transpose();                 // [kept, hidden]
+        var router = parts == RefitParts.Down ? original : RidgeSolve(xw * x, xw * targets, original.Transpose()).Transpose();   // [kept, hidden]
         var routerRows = new float[ascending.Length * h];
         for (int i = 0; i < ascending.Length; i++)
             for (int j = 0; j < h; j++) routerRows[i * h + j] = (float)router[i, j];
@@ -109,7 +118,7 @@ internal static class Distiller
         var byToken = routes.GroupBy(r => r.Token).ToDictionary(g => g.Key, g => g.ToArray());
         var current = ascending.ToDictionary(k => k, math.Weights);
         var result = new Dictionary<(int, int), ExpertMatrices>();
-        foreach (int k in ascending)
+        foreach (int k in parts == RefitParts.Router ? [] : ascending)
         {
             var mine = routes.Where(r => r.Expert == k).ToArray();
             if (mine.Length == 0) continue;

@@ -24,16 +24,16 @@ public enum KdTarget
 public sealed record KdOptions
 {
     /// <summary>Optimizer steps per pruned MoE layer.</summary>
-    public int Steps { get; init; } = 200;
+    public int Steps { get; init; } = 1000;
 
     /// <summary>Calibration tokens per step (a mini-batch drawn from the training split).</summary>
     public int BatchTokens { get; init; } = 256;
 
     /// <summary>Peak Adam learning rate (10-step warm-up, then cosine decay to a tenth).</summary>
-    public double LearningRate { get; init; } = 3e-4;
+    public double LearningRate { get; init; } = 2e-3;
 
     /// <summary>Calibration tokens a profile uses at most, spread over its domains by their weights.</summary>
-    public int Tokens { get; init; } = 16384;
+    public int Tokens { get; init; } = 65536;
 
     /// <summary>Share of the calibration documents held out (not trained on): the held-out loss picks the step kept.</summary>
     public double HeldOutShare { get; init; } = 0.1;

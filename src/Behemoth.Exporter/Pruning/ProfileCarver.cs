@@ -48,6 +48,9 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     /// </summary>
     public Func<string, int, CalibrationDomain>? KdCalibration { get; init; }
 
+    /// <summary>What refit refits (all of it unless measuring its parts).</summary>
+    public RefitParts RefitParts { get; set; } = RefitParts.RouterAndDown;
+
     /// <summary>What kd did for each profile carved with it, by profile name.</summary>
     public IReadOnlyDictionary<string, KdReport> KdReports => _kdReports;
 
@@ -129,7 +132,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
                     foreach (var (key, value) in Distiller.Merge(math, ids, mixed[layer].Frequency)) experts[key] = value;
                 else
                 {
-                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer));
+                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer), RefitParts);
                     foreach (var (key, value) in refitted) experts[key] = value;
                     routers[layer] = router;
                 }
