@@ -10,8 +10,9 @@ namespace Behemoth.Bench;
 /// <c>kd-cost CONFIG --work DIR</c>: the cost of kd on a model of CONFIG's shape. Writes a random-weight checkpoint with
 /// the config's per-layer shape but only <c>--layers</c> decoder layers (every layer of these models has the same shape,
 /// so a layer's kd cost is the same whatever the depth), profiles random token sequences, and distils a profile keeping
-/// <c>--keep</c> of every layer's experts twice, with two step counts: the difference gives the time per step, the rest
-/// the per-layer fixed cost (propagation, teacher targets). Extrapolates to the full depth and the default step count,
+/// <c>--keep</c> of every layer's experts once per step count (the first run warms up the JIT and the checkpoint's pages;
+/// the last one is measured): the optimizer steps' own wall time gives the time per step, the rest the per-layer fixed
+/// cost (propagation, teacher targets). Extrapolates to the full depth and the default step count,
 /// and reports the process's peak resident memory (VmHWM) next to the bound kd's buffers imply.
 /// </summary>
 internal static class KdCost
@@ -22,7 +23,7 @@ internal static class KdCost
         var work = new Option<string>("--work") { Description = "Scratch directory for the checkpoint", Required = true };
         var layers = new Option<int>("--layers") { Description = "Decoder layers to write and distil", DefaultValueFactory = _ => 1 };
         var tokens = new Option<int>("--tokens") { Description = "Calibration tokens (random ids)", DefaultValueFactory = _ => 4096 };
-        var steps = new Option<int[]>("--steps") { Description = "Two step counts", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1, 3] };
+        var steps = new Option<int[]>("--steps") { Description = "Step counts, one run each; the last is measured", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [1, 3] };
         var keep = new Option<double>("--keep") { Description = "Share of each layer's experts kept", DefaultValueFactory = _ => 0.5 };
         var command = new Command("kd-cost", "Time per step and peak memory of kd on a random-weight model of a config's shape, extrapolated to its depth")
         {
@@ -54,7 +55,7 @@ internal static class KdCost
             var stats = new ExpertStats { Model = StatsModel.Of(model), Domains = new() { ["random"] = ExpertProfiler.ProfileDomain(model, domain) } };
             Console.WriteLine($"profiled {seqs.Sum(s => s.Length)} tokens in {clock.Elapsed.TotalSeconds:F0} s");
 
-            var results = new List<(int Steps, double Seconds)>();
+            var results = new List<(int Steps, double Seconds, double StepSeconds)>();
             foreach (int s in parse.GetValue(steps)!)
             {
                 var options = new KdOptions { Steps = s, Tokens = total, MaxPasses = int.MaxValue };
@@ -63,12 +64,12 @@ internal static class KdCost
                     scores => PruningPlanner.KeepRatio(scores, c.Moe.TopK, parse.GetValue(keep)));
                 carver.Carve(target, PruningCriterion.Reap, Distillation.Kd, new Progress());
                 var report = carver.KdReports["half"];
-                results.Add((s, report.Elapsed.TotalSeconds));
+                results.Add((s, report.Elapsed.TotalSeconds, report.Layers.Sum(l => l.TrainSeconds) / report.Layers.Count / s));
                 Console.WriteLine($"{s} steps per layer × {report.Layers.Count} layers: {report.Elapsed.TotalSeconds:F1} s on {report.TrainTokens} training tokens");
             }
-            var (s1, t1) = results[0];
-            var (s2, t2) = results[^1];
-            double perStep = (t2 - t1) / (s2 - s1) / n, fixedPerLayer = t1 / n - s1 * perStep;
+            // the last run (JIT warm, checkpoint pages read): its measured step time, and the rest of its time per layer
+            var (s2, t2, perStep) = results[^1];
+            double fixedPerLayer = t2 / n - s2 * perStep;
             int defaultSteps = new KdOptions().Steps;
             double full = fullLayers * (fixedPerLayer + defaultSteps * perStep);
             int kept = (int)Math.Round(c.Moe.NumExperts * parse.GetValue(keep));
@@ -87,7 +88,7 @@ internal static class KdCost
     private static long PeakRss()
     {
         foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmHWM:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+            if (line.StartsWith("VmHWM:")) return long.Parse(line.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         return 0;
     }
 

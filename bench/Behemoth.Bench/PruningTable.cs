@@ -263,12 +263,7 @@ internal static class PruningTable
         sb.AppendLine();
         foreach (var line in Findings(rows)) sb.AppendLine("- " + line);
         sb.AppendLine();
-        sb.AppendLine("Limits of the distillation here: each layer is fitted alone, to the full model's outputs on the full model's inputs "
-            + "(its own calibration activations); pruning every layer shifts the inputs of the later ones, which the fit does not see, and its "
-            + "ridge term only pulls towards the original weights. Merging averages the weights of experts that specialised differently, which "
-            + "on this model costs more than dropping them. Refit recovers much of what random and frequency lose, but on the experts REAP or "
-            + "reconstruction keep, dropping is better than either.");
-        sb.AppendLine();
+        foreach (var line in RefitStudy(rows, refitRows)) sb.AppendLine(line);
         sb.AppendLine("## Device profiles");
         sb.AppendLine();
         sb.AppendLine("`models/devices/*.json` carved at int4 with REAP, without distillation and with kd, as `behemoth export models/behemoth-nano --quant int4 --stats "
@@ -324,6 +319,41 @@ internal static class PruningTable
                     + (refit < none ? " (refit helps)" : " (refit does not help this criterion)") + (merge < none ? "; merge helps." : "; merge hurts.");
             }
         }
+    }
+
+    /// <summary>Why refit and merge hurt: refit's parts alone against none and the whole, REAP at 50%, int4; merge's numbers.</summary>
+    private static IEnumerable<string> RefitStudy(List<Row> rows, List<Row> study)
+    {
+        var q = rows.Where(r => r.Quant == WeightType.Int4).ToList();
+        var full = q.FirstOrDefault(r => r.Keep == 1.0);
+        Row? At(string d) => q.SingleOrDefault(r => r.Keep == 0.5 && r.Criterion == "reap" && r.Distil == d);
+        var (none, merge, refit, kd) = (At("none"), At("merge"), At("refit"), At("kd"));
+        var router = study.SingleOrDefault(r => r.Distil == "refit-router");
+        var down = study.SingleOrDefault(r => r.Distil == "refit-down");
+        if (full is null || none is null || refit is null || router is null || down is null) yield break;
+        string D(Row r) => $"{100 * (r.All / full.All - 1):+0.0;-0.0}%";
+        yield return "## Why refit and merge hurt";
+        yield return "";
+        yield return "REAP, keep 50%, int4, *all* held-out perplexity, refit's two closed-form steps alone (`--refit-study`):";
+        yield return "";
+        yield return "| distil | all | Δ all | en→it pairs | chrF |";
+        yield return "|---|---|---|---|---|";
+        foreach (var (label, r) in new[] { ("none", none), ("refit: router rows only", router), ("refit: down projections only", down), ("refit: both (as shipped)", refit), ("merge", merge), ("kd", kd) })
+            if (r is not null) yield return $"| {label} | {r.All:F2} | {D(r)} | {r.Translation:F1} | {r.Chrf:F1} |";
+        yield return "";
+        string Verdict(Row r) => r.All < none.All ? "helps" : "hurts";
+        yield return $"- The router refit alone {Verdict(router)} ({D(router)} against {D(none)} without distillation); the down-projection refit alone "
+            + $"{Verdict(down)} ({D(down)}); both together {D(refit)}.";
+        yield return "- behemoth-nano's router is Llama 4's: top-1 with a sigmoid gate that scales the expert's *input*. Refit's router step aims each kept "
+            + "expert's logit at the logsumexp of its own and its absorbed experts' logits, a target made for softmax routers (probability mass); "
+            + "under a sigmoid gate it raises every kept expert's gate, so every token the expert already served reaches it scaled up. "
+            + "Both steps fit the full model's inputs, not the pruned model's (the inputs the pruned layers before them produce), and each layer's "
+            + "fit is to the full layer's output, so the errors of the layers before are not corrected.";
+        if (merge is not null)
+            yield return $"- Merge: {D(merge)} against {D(none)} without distillation (chrF {merge.Chrf:F1} vs {none.Chrf:F1}): averaging the weights of experts "
+                + "that specialised differently collapses both, as the REAP paper reports for generative quality; it is kept only as a documented baseline.";
+        if (kd is not null)
+            yield return $"- kd trains on the pruned model's own activations, towards the full model's hidden state: {D(kd)}.";
     }
 
     /// <summary>kd against no distillation on the devices' profiles, in words.</summary>

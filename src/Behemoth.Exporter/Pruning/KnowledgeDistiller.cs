@@ -61,6 +61,9 @@ public sealed record KdOptions
 /// <summary>One pruned layer's training: the relative error ‖y − y_teacher‖² / ‖y_teacher‖² per step, and the step kept.</summary>
 public sealed record KdLayerCurve(int Layer, int KeptExperts, double[] Train, double[] HeldOut, int BestStep)
 {
+    /// <summary>Wall time of the optimizer steps (each with its held-out evaluation), without the layer's propagation and targets.</summary>
+    public double TrainSeconds { get; init; }
+
     /// <summary>Held-out error before training (the pruned layer as it is) and at the step kept.</summary>
     public double Before => HeldOut[0];
     public double After => HeldOut[BestStep];
@@ -183,6 +186,7 @@ internal static class KnowledgeDistiller
             var rows = new float[ids.Length * h];
             for (int i = 0; i < ids.Length; i++) math.RouterWeights.AsSpan(ids[i] * h, h).CopyTo(rows.AsSpan(i * h, h));
             var student = new MoeStudent(c.Moe, h, ids, rows, ids.Select(math.Weights).ToArray());
+            GC.Collect();   // the experts read for the targets are garbage now: a large model's peak memory stays near one layer's
             var curve = Train(student, input, target, weights, trainTokens, heldRows, options, layer.Index,
                 (step, tr, he) =>
                 {
@@ -230,6 +234,7 @@ internal static class KnowledgeDistiller
         trainCurve[0] = double.NaN;
         stepDone?.Invoke(0, double.NaN, heldCurve[0]);
         int batch = Math.Min(options.BatchTokens, trainTokens);
+        var trainClock = Stopwatch.StartNew();
         for (int step = 1; step <= options.Steps; step++)
         {
             ct.ThrowIfCancellationRequested();
@@ -257,7 +262,7 @@ internal static class KnowledgeDistiller
             stepDone?.Invoke(step, trainCurve[step], heldCurve[step]);
         }
         student.CopyFrom(best);
-        return new KdLayerCurve(layer, student.Kept.Length, trainCurve, heldCurve, bestStep);
+        return new KdLayerCurve(layer, student.Kept.Length, trainCurve, heldCurve, bestStep) { TrainSeconds = trainClock.Elapsed.TotalSeconds };
     }
 
     /// <summary>10-step linear warm-up, then cosine decay from the peak to a tenth of it.</summary>
