@@ -38,9 +38,8 @@ internal sealed class DeviceCarving : IDisposable
     {
         "none" or null => Distillation.None,
         "merge" => Distillation.Merge,
-        "refit" => Distillation.Refit,
         "kd" => Distillation.Kd,
-        _ => throw new BehemothException($"--distil '{value}' is not one of none, merge, refit, kd"),
+        _ => throw new BehemothException($"--distil '{value}' is not one of none, merge, kd"),
     };
 
     public SizeModel Size(ExportOptions options) => new(_model.Config, options);

@@ -30,12 +30,12 @@ internal static class ExportCommand
         criterion.AcceptOnlyFromAmong("reap", "frequency", "reconstruction", "random");
         var distil = new Option<string>("--distil")
         {
-            Description = "What happens to dropped experts: none; merge (into the most similar kept one); refit (least squares); "
+            Description = "What happens to dropped experts: none; merge (into the most similar kept one: a baseline, it costs quality); "
                 + "kd (knowledge distillation of the kept experts and routers from the full model, layer by layer on calibration text; "
                 + "writes PACKAGE.kd-DEVICE.png, its loss curves, beside the package)",
             DefaultValueFactory = _ => "none",
         };
-        distil.AcceptOnlyFromAmong("none", "merge", "refit", "kd");
+        distil.AcceptOnlyFromAmong("none", "merge", "kd");
         var defaults = new Behemoth.Exporter.Pruning.KdOptions();
         var kdSteps = new Option<int>("--kd-steps") { Description = "kd: optimizer steps per pruned MoE layer", DefaultValueFactory = _ => defaults.Steps };
         var kdTokens = new Option<int>("--kd-tokens") { Description = "kd: calibration tokens per device at most, spread over its domains (a tenth of the documents held out)", DefaultValueFactory = _ => defaults.Tokens };

@@ -14,9 +14,10 @@ public enum Distillation
     Merge,
 
     /// <summary>
-    /// Ridge least squares on calibration activations so that the pruned layer's routed output matches the full
-    /// layer's: first the kept experts' router rows (towards the logits of each kept expert merged with the pruned
-    /// experts most similar to it), then each kept expert's down projection.
+    /// A measured baseline, not offered by <c>behemoth export</c> (docs/pruning.md: it does not beat <see cref="None"/>).
+    /// Ridge least squares: each kept expert's down projection refitted in closed form, layer after layer on the pruned
+    /// model's own calibration activations, towards what takes its hidden state to the full model's (the router rows
+    /// stay); a layer's refit is kept only if it lowers the error on held-out calibration documents.
     /// </summary>
     Refit,
 

@@ -129,8 +129,13 @@ internal static class KnowledgeDistiller
         return (int)(hash & 0x7fffffff);
     }
 
+    /// <param name="refit">
+    /// Instead of gradient steps, refit each kept expert's down projection in closed form (<see cref="Distiller.Refit"/>,
+    /// ridge least squares, at most <see cref="RefitTokens"/> training tokens) to the same target on the same propagated
+    /// inputs, kept only if it lowers the held-out error; router rows are left as they are.
+    /// </param>
     public static (ProfileWeights Weights, KdReport Report) Distil(ReferenceModel model, string profile, IReadOnlyDictionary<int, int[]> kept,
-        List<Document> docs, KdOptions options, IProgress<string>? progress, CancellationToken ct)
+        List<Document> docs, KdOptions options, IProgress<string>? progress, CancellationToken ct, bool refit = false)
     {
         options.Validate();
         var clock = Stopwatch.StartNew();
@@ -143,7 +148,7 @@ internal static class KnowledgeDistiller
         if (train.Length == 0 || held.Length == 0)
             throw new BehemothException($"kd, profile '{profile}': too little calibration text to hold documents out ({docs.Count} document(s))");
         double passes = (double)options.Steps * options.BatchTokens / trainTokens;
-        if (passes > options.MaxPasses)
+        if (!refit && passes > options.MaxPasses)
             throw new BehemothException($"kd, profile '{profile}': too little calibration text for {options.Steps} steps of {options.BatchTokens} tokens: "
                 + $"{trainTokens} training tokens would be passed over {passes:F0} times (at most {options.MaxPasses}); "
                 + $"profile more text (behemoth profile --max-tokens), or lower --kd-steps to {options.MaxPasses * trainTokens / options.BatchTokens} or fewer");
@@ -187,7 +192,7 @@ internal static class KnowledgeDistiller
             for (int i = 0; i < ids.Length; i++) math.RouterWeights.AsSpan(ids[i] * h, h).CopyTo(rows.AsSpan(i * h, h));
             var student = new MoeStudent(c.Moe, h, ids, rows, ids.Select(math.Weights).ToArray());
             GC.Collect();   // the experts read for the targets are garbage now: a large model's peak memory stays near one layer's
-            var curve = Train(student, input, target, weights, trainTokens, heldRows, options, layer.Index,
+            var curve = refit ? RefitDown(math, student, input, target, weights, trainTokens, heldRows, layer.Index) : Train(student, input, target, weights, trainTokens, heldRows, options, layer.Index,
                 (step, tr, he) =>
                 {
                     peak = Math.Max(peak, Environment.WorkingSet);
@@ -197,12 +202,44 @@ internal static class KnowledgeDistiller
                 }, ct);
             curves.Add(curve);
             for (int i = 0; i < ids.Length; i++) experts_[(layer.Index, ids[i])] = new ExpertMatrices(student.Gate[i], student.Up[i], student.Down[i]);
-            routers[layer.Index] = student.Router;
-            progress?.Report($"{profile}: kd layer {layer.Index}: held-out error {curve.Before:F4} → {curve.After:F4} (step {curve.BestStep} kept)");
+            if (!refit) routers[layer.Index] = student.Router;
+            progress?.Report($"{profile}: {(refit ? "refit" : "kd")} layer {layer.Index}: held-out error {curve.Before:F4} → {curve.After:F4} (step {curve.BestStep} kept)");
             for (int s = 0; s < x.Length; s++) model.FeedForwardStep(layer.Index, x[s], normed[s], n => student.Forward(n.Span));
             peak = Math.Max(peak, Environment.WorkingSet);
         }
         return (new ProfileWeights(experts_, routers), new KdReport(profile, curves, trainTokens, heldTokens, clock.Elapsed, peak));
+    }
+
+    /// <summary>Tokens the closed-form refit fits at most per layer (evenly spaced over the training split).</summary>
+    public const int RefitTokens = 4096;
+
+    /// <summary>The closed-form down-projection refit of one layer (step 0: as pruned, step 1: refitted, kept only if better held out).</summary>
+    internal static KdLayerCurve RefitDown(MoeLayerMath math, MoeStudent student, float[] input, float[] target, double[] weights, int trainTokens,
+        int[] heldRows, int layer)
+    {
+        int h = student.Hidden;
+        double Error(int[] rows) => student.Loss(input, target, weights, rows, null) / Math.Max(rows.Sum(t => weights[t] * TensorPrimitives.Dot(target.AsSpan(t * h, h), target.AsSpan(t * h, h))), 1e-30);
+        var clock = Stopwatch.StartNew();
+        var rows = EvenlySpaced(0, trainTokens, RefitTokens);
+        double before = Error(heldRows), trainBefore = Error(rows);
+        var x = new float[rows.Length * h];
+        var y = new float[rows.Length * h];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            input.AsSpan(rows[i] * h, h).CopyTo(x.AsSpan(i * h, h));
+            target.AsSpan(rows[i] * h, h).CopyTo(y.AsSpan(i * h, h));
+        }
+        double total = rows.Sum(t => weights[t]);
+        var inputs = new ReconstructionInputs(math, x, rows.Select(t => weights[t] / total).ToArray(), y);
+        var (experts, _) = Distiller.Refit(math, student.Kept, inputs, RefitParts.Down);
+        var old = student.Down.Select(d => (float[])d.Clone()).ToArray();
+        for (int i = 0; i < student.Kept.Length; i++)
+            if (experts.TryGetValue((layer, student.Kept[i]), out var m)) m.Down.CopyTo(student.Down[i], 0);
+        double after = Error(heldRows), trainAfter = Error(rows);
+        int best = after < before ? 1 : 0;
+        if (best == 0)
+            for (int i = 0; i < old.Length; i++) old[i].CopyTo(student.Down[i], 0);
+        return new KdLayerCurve(layer, student.Kept.Length, [trainBefore, trainAfter], [before, after], best) { TrainSeconds = clock.Elapsed.TotalSeconds };
     }
 
     /// <summary>Trains one layer; returns the per-step errors, with the student left at the step of least held-out error.</summary>

@@ -48,8 +48,13 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     /// </summary>
     public Func<string, int, CalibrationDomain>? KdCalibration { get; init; }
 
-    /// <summary>What refit refits (all of it unless measuring its parts).</summary>
-    public RefitParts RefitParts { get; set; } = RefitParts.RouterAndDown;
+    /// <summary>
+    /// Null (the default): refit fits the kept experts' down projections on the pruned model's own activations towards
+    /// the full model's hidden states (<see cref="KnowledgeDistiller.RefitDown"/>). Set: the former refit, fitting the
+    /// given parts on the full model's activations towards the full layer's output, one layer alone (for measuring why
+    /// it hurt).
+    /// </summary>
+    public RefitParts? RefitOnFullModelInputs { get; set; }
 
     /// <summary>What kd did for each profile carved with it, by profile name.</summary>
     public IReadOnlyDictionary<string, KdReport> KdReports => _kdReports;
@@ -104,18 +109,19 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             + $"{stats.Model.Experts * kept.Count} experts");
 
         ProfileWeights? weights = null;
-        if (distillation == Distillation.Kd)
+        if (distillation == Distillation.Kd || (distillation == Distillation.Refit && RefitOnFullModelInputs is null))
         {
+            bool refit = distillation == Distillation.Refit;
             if (kept.All(p => p.Value.Length == stats.Model.Experts))
                 progress?.Report($"{target.Name}: keeps every expert, nothing to distil; the profile is exported unchanged");
             else
             {
                 var options = Kd with { Seed = Seed };
                 var docs = KnowledgeDistiller.Sample(target.Domains, KdCalibration is { } more ? name => more(name, options.Tokens) : calibration, options, target.Name);
-                var (w, report) = KnowledgeDistiller.Distil(model, target.Name, kept, docs, options, progress, cancellationToken);
+                var (w, report) = KnowledgeDistiller.Distil(model, target.Name, kept, docs, options, progress, cancellationToken, refit);
                 weights = w;
-                _kdReports[target.Name] = report;
-                progress?.Report($"{target.Name}: kd trained {w.Experts.Count} experts and {w.Routers.Count} routers on {report.TrainTokens} tokens "
+                if (!refit) _kdReports[target.Name] = report;
+                progress?.Report($"{target.Name}: {(refit ? "refit" : "kd trained")} {w.Experts.Count} experts and {w.Routers.Count} routers on {report.TrainTokens} tokens "
                     + $"({report.HeldOutTokens} held out) in {report.Elapsed.TotalSeconds:F0} s, peak working set {report.PeakWorkingSetBytes / 1e6:F0} MB");
             }
         }
@@ -132,7 +138,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
                     foreach (var (key, value) in Distiller.Merge(math, ids, mixed[layer].Frequency)) experts[key] = value;
                 else
                 {
-                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer), RefitParts);
+                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer), RefitOnFullModelInputs!.Value);
                     foreach (var (key, value) in refitted) experts[key] = value;
                     routers[layer] = router;
                 }
