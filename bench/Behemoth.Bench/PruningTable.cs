@@ -285,6 +285,10 @@ internal static class PruningTable
                 + $"{d.OwnDomains:F2} | {d.Translation:F2} | {d.All:F2} | {d.Chrf:F1} | {(d.Distil == "kd" ? d.KdSeconds > 0 && d.KdTrainTokens > 0 ? $"{d.KdSeconds:F0} s" : "— (nothing to distil)" : "")} |");
         sb.AppendLine();
         foreach (var line in DeviceFindings(deviceRows)) sb.AppendLine("- " + line);
+        sb.AppendLine();
+        sb.AppendLine("kd's wall time and peak memory per device with `behemoth export`, and scaled to an OLMoE-1B-7B-sized model, are in "
+            + "[benchmarks.md](benchmarks.md#knowledge-distillation-kd-time-and-memory); its loss curves, train and held-out per step, are written "
+            + "beside the package (`PACKAGE.kd-DEVICE.png`).");
         return sb.ToString();
     }
 
