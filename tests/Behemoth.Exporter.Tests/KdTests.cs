@@ -286,6 +286,24 @@ public sealed class KdTests
         Assert.Equal(num / den, curve.Before, 4);
     }
 
+    [Fact]
+    public void Refit_on_the_pruned_activations_never_raises_a_layers_held_out_error()
+    {
+        using var model = ReferenceModel.Load(TestPaths.Golden("mixtral"));
+        var options = new KdOptions { Tokens = 400 };
+        var domain = new CalibrationDomain("d", Sequences(model.Config.VocabSize, 12, 24, 3), []);
+        var docs = KnowledgeDistiller.Sample(new Dictionary<string, double> { ["d"] = 1 }, _ => domain, options, "p");
+        var kept = model.Config.Layers.Where(l => l.FeedForward == FeedForwardKind.Moe).ToDictionary(l => l.Index, _ => new[] { 1, 2, 5, 6 });
+        var (weights, report) = KnowledgeDistiller.Distil(model, "p", kept, docs, options, null, CancellationToken.None, refit: true);
+        Assert.Empty(weights.Routers);
+        foreach (var l in report.Layers)
+        {
+            Assert.Equal(2, l.HeldOut.Length);
+            Assert.True(l.After <= l.Before);
+            Assert.Equal(l.HeldOut[1] < l.HeldOut[0] ? 1 : 0, l.BestStep);
+        }
+    }
+
     // ---------------------------------------------------------------- bad input
 
     [Fact]
