@@ -264,6 +264,7 @@ internal static class PruningTable
         foreach (var line in Findings(rows)) sb.AppendLine("- " + line);
         sb.AppendLine();
         foreach (var line in RefitStudy(rows, refitRows)) sb.AppendLine(line);
+        if (refitRows.Count > 0) sb.AppendLine();
         sb.AppendLine("## Device profiles");
         sb.AppendLine();
         sb.AppendLine("`models/devices/*.json` carved at int4 with REAP, without distillation and with kd, as `behemoth export models/behemoth-nano --quant int4 --stats "
