@@ -270,7 +270,7 @@ internal static class PruningTable
         sb.AppendLine("`models/devices/*.json` carved at int4 with REAP, without distillation and with kd, as `behemoth export models/behemoth-nano --quant int4 --stats "
             + "models/behemoth-nano/expert-stats.json --devices models/devices/*.json [--distil kd]` writes them; one package, weights shared. *own domains*: "
             + "perplexity over the held-out slices of the device's calibration domains (its languages' slices, and the en→it pairs when it names en-it). "
-            + "kd time: carving with kd on this machine (the rest of the bench running on the same cores).");
+            + "kd time: carving with kd inside this bench, on this machine's 2 cores (shared with other jobs).");
         sb.AppendLine();
         if (deviceRows.Count == 0)
         {
