@@ -7,6 +7,7 @@ root.Subcommands.Add(ExportMemoryBench.CreateChild());
 root.Subcommands.Add(GenAiGreedy.Create());
 root.Subcommands.Add(GenAiCompare.Create());
 root.Subcommands.Add(PruningTable.Create());
+root.Subcommands.Add(KdCost.Create());
 root.Subcommands.Add(GenerationOverhead.Create());
 root.Subcommands.Add(ConversationTurns.Create());
 return root.Parse(args).Invoke();

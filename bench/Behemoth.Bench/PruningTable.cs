@@ -25,7 +25,8 @@ internal static class PruningTable
 {
     private static readonly double[] Ratios = [0.75, 0.5, 0.25];
     private static readonly PruningCriterion[] AllCriteria = [PruningCriterion.Random, PruningCriterion.Frequency, PruningCriterion.Reap, PruningCriterion.Reconstruction];
-    private static readonly Distillation[] AllDistillations = [Distillation.None, Distillation.Merge, Distillation.Refit];
+    private static readonly Distillation[] AllDistillations = [Distillation.None, Distillation.Merge, Distillation.Kd];
+    private static readonly string[] DistilOrder = AllDistillations.Select(d => d.ToString().ToLowerInvariant()).ToArray();
 
     public static Command Create()
     {
@@ -37,9 +38,13 @@ internal static class PruningTable
         var pairs = new Option<int>("--pairs") { Description = "Held-out en→it pairs translated for chrF", DefaultValueFactory = _ => 100 };
         var work = new Option<string>("--work") { DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "behemoth-pruning-table") };
         var rerender = new Option<bool>("--render-only") { Description = "Rewrite the markdown from the measurements already in the .json beside it" };
+        var quants = new Option<string[]>("--quants") { AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["fp32", "int4"] };
+        var criteria = new Option<string[]>("--criteria") { AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => AllCriteria.Select(c => c.ToString().ToLowerInvariant()).ToArray() };
+        var kdCriteria = new Option<string[]>("--kd-criteria") { Description = "Criteria whose profiles are also distilled with kd", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["reap"] };
+        var refitStudy = new Option<bool>("--refit-study") { Description = "Also measure the former refit, its router and down-projection steps alone, and refit without the router step on the pruned model's activations (REAP, 50%, int4)", DefaultValueFactory = _ => true };
         var command = new Command("pruning-table", "Held-out perplexity and en→it chrF of pruned and distilled profiles (docs/pruning.md)")
         {
-            model, stats, devices, output, tokensPerSlice, pairs, work, rerender,
+            model, stats, devices, output, tokensPerSlice, pairs, work, rerender, quants, criteria, kdCriteria, refitStudy,
         };
         command.SetAction(parse =>
         {
@@ -47,7 +52,7 @@ internal static class PruningTable
             if (parse.GetValue(rerender))
             {
                 var saved = JsonSerializer.Deserialize<Saved>(File.ReadAllText(jsonPath))!;
-                File.WriteAllText(parse.GetValue(output)!, Render(saved.Rows, saved.Devices, saved.TokensPerSlice, saved.Pairs, TimeSpan.FromMinutes(saved.Minutes)));
+                File.WriteAllText(parse.GetValue(output)!, Render(saved.Rows, saved.Devices, saved.DeviceRows, saved.RefitRows, saved.TokensPerSlice, saved.Pairs, TimeSpan.FromMinutes(saved.Minutes)));
                 return 0;
             }
             var clock = Stopwatch.StartNew();
@@ -62,22 +67,35 @@ internal static class PruningTable
             var everything = expertStats.Domains.Keys.ToDictionary(k => k, _ => 1.0);
             var eval = new HeldOut(Path.Combine(modelDir, "eval"), tokenizer, parse.GetValue(tokensPerSlice), parse.GetValue(pairs));
             var rows = new List<Row>();
-            foreach (var quant in new[] { WeightType.Fp32, WeightType.Int4 })
+            // a profile is carved once and exported at every precision (kd and refit train in float32 from the checkpoint)
+            var carved = new Dictionary<(PruningCriterion, double, Distillation), ProfileSpec>();
+            var kdCriteriaSet = parse.GetValue(kdCriteria)!.Select(c => DeviceCriterion(c)).ToHashSet();
+            var quantList = parse.GetValue(quants)!.Select(q => Enum.Parse<WeightType>(q, ignoreCase: true)).ToArray();
+            var criteriaList = parse.GetValue(criteria)!.Select(DeviceCriterion).ToArray();
+            var kdSeconds = new Dictionary<string, double>();
+            var refitRows = new List<Row>();
+            foreach (var quant in quantList)
             {
                 Row? full = null;
-                foreach (var criterion in AllCriteria)
+                foreach (var criterion in criteriaList)
                 {
-                    var profiles = new List<ProfileSpec>();
+                    var profiles = new List<(ProfileSpec Spec, double Ratio, Distillation Distil)>();
                     foreach (double ratio in Ratios)
-                        foreach (var distil in AllDistillations)
+                        foreach (var distil in AllDistillations.Where(d => d != Distillation.Kd || kdCriteriaSet.Contains(criterion)))
                         {
                             string name = $"keep{ratio * 100:0}-{distil.ToString().ToLowerInvariant()}";
-                            var target = new CarveTarget(name, $"{ratio:P0} of the experts", everything,
-                                scores => PruningPlanner.KeepRatio(scores, reference.Config.Moe.TopK, ratio));
-                            profiles.Add(carver.Carve(target, criterion, distil));
+                            if (!carved.TryGetValue((criterion, ratio, distil), out var spec))
+                            {
+                                var target = new CarveTarget(name, $"{ratio:P0} of the experts", everything,
+                                    scores => PruningPlanner.KeepRatio(scores, reference.Config.Moe.TopK, ratio));
+                                var clockKd = Stopwatch.StartNew();
+                                carved[(criterion, ratio, distil)] = spec = carver.Carve(target, criterion, distil);
+                                if (distil == Distillation.Kd) Console.Error.WriteLine($"{criterion} {name}: kd in {clockKd.Elapsed.TotalSeconds:F0} s");
+                            }
+                            profiles.Add((spec, ratio, distil));
                         }
                     string package = Path.Combine(workDir, $"{quant.ToString().ToLowerInvariant()}-{criterion.ToString().ToLowerInvariant()}");
-                    PackageExporter.Export(modelDir, package, new ExportOptions { Quant = quant, Profiles = profiles }, overwrite: true);
+                    PackageExporter.Export(modelDir, package, new ExportOptions { Quant = quant, Profiles = profiles.Select(p => p.Spec).ToList() }, overwrite: true);
                     var manifest = PackageReader.ReadManifest(package);
                     if (full is null)
                     {
@@ -85,13 +103,12 @@ internal static class PruningTable
                         rows.Add(full);
                         Console.Error.WriteLine($"{quant} full: ppl {full.All:F2}, chrF {full.Chrf:F2}");
                     }
-                    for (int i = 0; i < profiles.Count; i++)
+                    foreach (var (p, ratio, distil) in profiles)
                     {
-                        var p = profiles[i];
                         var row = eval.Measure(package, p.Name) with
                         {
-                            Quant = quant, Criterion = criterion.ToString().ToLowerInvariant(), Distil = AllDistillations[i % 3].ToString().ToLowerInvariant(),
-                            Keep = Ratios[i / 3], WeightBytes = manifest.Profiles[p.Name].WeightBytes ?? 0,
+                            Quant = quant, Criterion = criterion.ToString().ToLowerInvariant(), Distil = distil.ToString().ToLowerInvariant(),
+                            Keep = ratio, WeightBytes = manifest.Profiles[p.Name].WeightBytes ?? 0,
                         };
                         rows.Add(row);
                         Console.Error.WriteLine($"{quant} {criterion} {p.Name}: ppl {row.All:F2} ({100 * (row.All / full.All - 1):+0.0;-0.0}%), chrF {row.Chrf:F2}  [{clock.Elapsed.TotalMinutes:F1} min]");
@@ -99,24 +116,59 @@ internal static class PruningTable
                 }
             }
 
-            // device profiles, as behemoth export --stats --devices would write them (REAP, no distillation)
+            // why refit hurt: the former refit, its two parts alone, and refit without the router step on the pruned model's activations; REAP, 50%, int4
+            if (parse.GetValue(refitStudy))
+            {
+                var parts = new List<ProfileSpec>();
+                foreach (RefitParts? part in new RefitParts?[] { RefitParts.RouterAndDown, RefitParts.Router, RefitParts.Down, null })
+                {
+                    carver.RefitOnFullModelInputs = part;
+                    parts.Add(carver.Carve(new CarveTarget($"keep50-{(part is null ? "refit" : "former-" + part.ToString()!.ToLowerInvariant())}", "50% of the experts", everything,
+                        scores => PruningPlanner.KeepRatio(scores, reference.Config.Moe.TopK, 0.5)), PruningCriterion.Reap, Distillation.Refit));
+                }
+                carver.RefitOnFullModelInputs = null;
+                string studyPackage = Path.Combine(workDir, "refit-study");
+                PackageExporter.Export(modelDir, studyPackage, new ExportOptions { Quant = WeightType.Int4, Profiles = parts }, overwrite: true);
+                foreach (var p in parts)
+                {
+                    var row = eval.Measure(studyPackage, p.Name) with { Quant = WeightType.Int4, Criterion = "reap", Distil = p.Name["keep50-".Length..], Keep = 0.5 };
+                    refitRows.Add(row);
+                    Console.Error.WriteLine($"study {p.Name}: ppl {row.All:F2}, chrF {row.Chrf:F2}");
+                }
+            }
+
+            // device profiles, as behemoth export --stats --devices would write them (REAP), without distillation and with kd
             var deviceRows = new List<string>();
+            var deviceMeasured = new List<DeviceRow>();
             var deviceSpecs = parse.GetValue(devices)!.Select(DeviceSpec.Read).ToArray();
-            var deviceProfiles = deviceSpecs.Select(d => carver.Carve(CarveTarget.ForDevice(d, reference.Config), PruningCriterion.Reap, Distillation.None)).ToArray();
+            var deviceProfiles = new List<ProfileSpec>();
+            foreach (var d in deviceSpecs)
+            {
+                deviceProfiles.Add(carver.Carve(CarveTarget.ForDevice(d, reference.Config), PruningCriterion.Reap, Distillation.None));
+                var kdClock = Stopwatch.StartNew();
+                var kd = carver.Carve(CarveTarget.ForDevice(d with { Name = d.Name + "-kd" }, reference.Config), PruningCriterion.Reap, Distillation.Kd);
+                kdSeconds[d.Name] = kdClock.Elapsed.TotalSeconds;
+                deviceProfiles.Add(kd);
+            }
             string devicePackage = Path.Combine(workDir, "devices");
             PackageExporter.Export(modelDir, devicePackage, new ExportOptions { Quant = WeightType.Int4, Profiles = deviceProfiles }, overwrite: true);
             var deviceManifest = PackageReader.ReadManifest(devicePackage);
             foreach (var d in deviceSpecs)
-            {
-                var info = deviceManifest.Profiles[d.Name];
-                long kv = ProfileSelection.KvCacheBytes(deviceManifest, d.ContextTokens);
-                var m = eval.Measure(devicePackage, d.Name);
-                deviceRows.Add($"| {d.Name} | {info.Experts.Sum(l => l.ExpertIds.Count)} | {info.WeightBytes / 1e6:F2} MB | {kv / 1e6:F2} MB | {d.MemoryBytes / 1e6:F2} MB | "
-                    + $"{m.All:F2} | {m.Chrf:F2} |");
-            }
+                foreach (var (profile, distil) in new[] { (d.Name, "none"), (d.Name + "-kd", "kd") })
+                {
+                    var info = deviceManifest.Profiles[profile];
+                    long kv = ProfileSelection.KvCacheBytes(deviceManifest, d.ContextTokens);
+                    var m = eval.Measure(devicePackage, profile);
+                    var own = m.Slices.Keys.Where(s => OwnSlice(s, d.Domains.Keys)).ToArray();
+                    double ownPpl = Math.Exp(own.Sum(s => m.SliceTokens[s] * Math.Log(m.Slices[s])) / own.Sum(s => m.SliceTokens[s]));
+                    carver.KdReports.TryGetValue(profile, out var report);
+                    deviceMeasured.Add(new DeviceRow(d.Name, distil, info.Experts.Sum(l => l.ExpertIds.Count), info.WeightBytes ?? 0, kv, d.MemoryBytes,
+                        ownPpl, m.Translation, m.All, m.Chrf, distil == "kd" ? kdSeconds[d.Name] : 0, report is null ? 0 : report.TrainTokens, m.Slices));
+                    Console.Error.WriteLine($"device {profile}: own domains {ownPpl:F2}, en→it {m.Translation:F2}, all {m.All:F2}, chrF {m.Chrf:F2}");
+                }
 
-            File.WriteAllText(parse.GetValue(output)!, Render(rows, deviceRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed));
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(new Saved(rows, deviceRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed.TotalMinutes),
+            File.WriteAllText(parse.GetValue(output)!, Render(rows, deviceRows, deviceMeasured, refitRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed));
+            File.WriteAllText(jsonPath, JsonSerializer.Serialize(new Saved(rows, deviceRows, parse.GetValue(tokensPerSlice), parse.GetValue(pairs), clock.Elapsed.TotalMinutes) { DeviceRows = deviceMeasured, RefitRows = refitRows },
                 new JsonSerializerOptions { WriteIndented = true }));
             Console.Error.WriteLine($"wrote {parse.GetValue(output)} in {clock.Elapsed.TotalMinutes:F1} min");
             return 0;
@@ -124,7 +176,21 @@ internal static class PruningTable
         return command;
     }
 
-    internal sealed record Saved(List<Row> Rows, List<string> Devices, int TokensPerSlice, int Pairs, double Minutes);
+    internal sealed record Saved(List<Row> Rows, List<string> Devices, int TokensPerSlice, int Pairs, double Minutes)
+    {
+        public List<DeviceRow> DeviceRows { get; init; } = [];
+        public List<Row> RefitRows { get; init; } = [];
+    }
+
+    /// <summary>A device profile measured: own domains = the held-out slices of the languages (and the en-it pairs) its calibration mix names.</summary>
+    internal sealed record DeviceRow(string Device, string Distil, int Experts, long WeightBytes, long KvBytes, long BudgetBytes, double OwnDomains,
+        double Translation, double All, double Chrf, double KdSeconds, int KdTrainTokens, Dictionary<string, double> Slices);
+
+    /// <summary>Whether a held-out slice (en_tech, en-it, ...) is in one of a device's calibration domains (en, en-it, ...).</summary>
+    private static bool OwnSlice(string slice, IEnumerable<string> domains) =>
+        domains.Any(d => slice == d || (!slice.Contains('-') && slice.Split('_')[0] == d));
+
+    private static PruningCriterion DeviceCriterion(string name) => Enum.Parse<PruningCriterion>(name, ignoreCase: true);
 
     internal sealed record Row
     {
@@ -134,13 +200,14 @@ internal static class PruningTable
         public double Keep { get; init; }
         public long WeightBytes { get; init; }
         public Dictionary<string, double> Slices { get; init; } = new();
+        public Dictionary<string, long> SliceTokens { get; init; } = new();
         public Dictionary<string, double> Languages { get; init; } = new();
         public double All { get; init; }
         public double Translation { get; init; }
         public double Chrf { get; init; }
     }
 
-    private static string Render(List<Row> rows, List<string> devices, int tokensPerSlice, int pairCount, TimeSpan elapsed)
+    private static string Render(List<Row> rows, List<string> devices, List<DeviceRow> deviceRows, List<Row> refitRows, int tokensPerSlice, int pairCount, TimeSpan elapsed)
     {
         var sb = new StringBuilder();
         var langs = new[] { "en", "it", "fr", "de", "es" };
@@ -161,8 +228,8 @@ internal static class PruningTable
         sb.AppendLine();
         sb.AppendLine("Criteria: `random` (seeded; the baseline), `frequency` (share of tokens routed), `reap` (gate weight × expert output norm), "
             + "`reconstruction` (greedy removal minimising the layer-output error on calibration activations). Distillation: `none`, `merge` (each dropped "
-            + "expert folded into its most similar kept expert, weighted by usage), `refit` (ridge least squares on calibration activations: the kept "
-            + "experts' router rows, then their down projections).");
+            + "expert folded into its most similar kept expert, weighted by usage), `kd` (knowledge distillation, REAP only: the kept experts and their router rows trained by Adam, layer after layer on the pruned "
+            + "model's activations, towards the full model's hidden state; see `behemoth export --distil kd`).");
         foreach (var quant in rows.Select(r => r.Quant).Distinct())
         {
             sb.AppendLine();
@@ -172,21 +239,21 @@ internal static class PruningTable
             sb.AppendLine($"|---|---|---|---|{string.Concat(langs.Select(_ => "---|"))}---|---|---|---|");
             var q = rows.Where(r => r.Quant == quant).ToList();
             var full = q.First(r => r.Keep == 1.0);
-            foreach (var r in q.OrderByDescending(r => r.Keep).ThenBy(r => Array.IndexOf(AllCriteria.Select(c => c.ToString().ToLowerInvariant()).ToArray(), r.Criterion)).ThenBy(r => r.Distil == "none" ? 0 : r.Distil == "merge" ? 1 : 2))
+            foreach (var r in q.OrderByDescending(r => r.Keep).ThenBy(r => Array.IndexOf(AllCriteria.Select(c => c.ToString().ToLowerInvariant()).ToArray(), r.Criterion)).ThenBy(r => Array.IndexOf(DistilOrder, r.Distil)))
                 sb.AppendLine($"| {r.Keep:P0} | {r.Criterion} | {r.Distil} | {r.WeightBytes / 1e6:F2} MB | "
                     + string.Join(" | ", langs.Select(l => r.Languages[l].ToString("F1", CultureInfo.InvariantCulture)))
                     + $" | {r.Translation:F1} | {r.All:F2} | {100 * (r.All / full.All - 1):+0.0;-0.0}% | {r.Chrf:F1} |");
         }
         sb.AppendLine();
-        sb.AppendLine("## Per language and domain, keep 50%, no distillation");
+        sb.AppendLine("## Per language and domain, keep 50%, no distillation (and REAP + kd)");
         foreach (var quant in rows.Select(r => r.Quant).Distinct())
         {
-            var q = rows.Where(r => r.Quant == quant && (r.Keep == 1.0 || (r.Keep == 0.5 && r.Distil == "none"))).ToList();
+            var q = rows.Where(r => r.Quant == quant && (r.Keep == 1.0 || (r.Keep == 0.5 && (r.Distil == "none" || r.Distil == "kd")))).ToList();
             var slices = q[0].Slices.Keys.Order(StringComparer.Ordinal).ToArray();
             sb.AppendLine();
             sb.AppendLine($"{quant.ToString().ToLowerInvariant()}, held-out perplexity per slice (the other cells are in `pruning.json`):");
             sb.AppendLine();
-            sb.AppendLine($"| slice | {string.Join(" | ", q.Select(r => r.Keep == 1.0 ? "100 %" : r.Criterion))} |");
+            sb.AppendLine($"| slice | {string.Join(" | ", q.Select(r => r.Keep == 1.0 ? "100 %" : r.Distil == "kd" ? r.Criterion + " + kd" : r.Criterion))} |");
             sb.AppendLine($"|---|{string.Concat(q.Select(_ => "---|"))}");
             foreach (var slice in slices)
                 sb.AppendLine($"| {slice} | {string.Join(" | ", q.Select(r => r.Slices[slice].ToString("F1", CultureInfo.InvariantCulture)))} |");
@@ -196,20 +263,33 @@ internal static class PruningTable
         sb.AppendLine();
         foreach (var line in Findings(rows)) sb.AppendLine("- " + line);
         sb.AppendLine();
-        sb.AppendLine("Limits of the distillation here: each layer is fitted alone, to the full model's outputs on the full model's inputs "
-            + "(its own calibration activations); pruning every layer shifts the inputs of the later ones, which the fit does not see, and its "
-            + "ridge term only pulls towards the original weights. Merging averages the weights of experts that specialised differently, which "
-            + "on this model costs more than dropping them. Refit recovers much of what random and frequency lose, but on the experts REAP or "
-            + "reconstruction keep, dropping is better than either.");
-        sb.AppendLine();
+        foreach (var line in RefitStudy(rows, refitRows)) sb.AppendLine(line);
+        if (refitRows.Count > 0) sb.AppendLine();
         sb.AppendLine("## Device profiles");
         sb.AppendLine();
-        sb.AppendLine("`models/devices/*.json` carved at int4 with REAP and no distillation, as `behemoth export models/behemoth-nano --quant int4 --stats "
-            + "models/behemoth-nano/expert-stats.json --devices models/devices/*.json` writes them; one package, weights shared. Perplexity and chrF as above.");
+        sb.AppendLine("`models/devices/*.json` carved at int4 with REAP, without distillation and with kd, as `behemoth export models/behemoth-nano --quant int4 --stats "
+            + "models/behemoth-nano/expert-stats.json --devices models/devices/*.json [--distil kd]` writes them; one package, weights shared. *own domains*: "
+            + "perplexity over the held-out slices of the device's calibration domains (its languages' slices, and the en→it pairs when it names en-it). "
+            + "kd time: carving with kd inside this bench, on this machine's 2 cores (shared with other jobs).");
         sb.AppendLine();
-        sb.AppendLine("| device | routed experts | weights | KV cache at its context | budget | all | chrF |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
-        foreach (var d in devices) sb.AppendLine(d);
+        if (deviceRows.Count == 0)
+        {
+            sb.AppendLine("| device | routed experts | weights | KV cache at its context | budget | all | chrF |");
+            sb.AppendLine("|---|---|---|---|---|---|---|");
+            foreach (var d in devices) sb.AppendLine(d);
+            return sb.ToString();
+        }
+        sb.AppendLine("| device | distil | routed experts | weights | KV cache at its context | budget | own domains | en→it pairs | all | chrF | kd time |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var d in deviceRows)
+            sb.AppendLine($"| {d.Device} | {d.Distil} | {d.Experts} | {d.WeightBytes / 1e6:F2} MB | {d.KvBytes / 1e6:F2} MB | {d.BudgetBytes / 1e6:F2} MB | "
+                + $"{d.OwnDomains:F2} | {d.Translation:F2} | {d.All:F2} | {d.Chrf:F1} | {(d.Distil == "kd" ? d.KdSeconds > 0 && d.KdTrainTokens > 0 ? $"{d.KdSeconds:F0} s" : "— (nothing to distil)" : "")} |");
+        sb.AppendLine();
+        foreach (var line in DeviceFindings(deviceRows)) sb.AppendLine("- " + line);
+        sb.AppendLine();
+        sb.AppendLine("kd's wall time and peak memory per device with `behemoth export`, and scaled to an OLMoE-1B-7B-sized model, are in "
+            + "[benchmarks.md](benchmarks.md#knowledge-distillation-kd-time-and-memory); its loss curves, train and held-out per step, are written "
+            + "beside the package (`PACKAGE.kd-DEVICE.png`).");
         return sb.ToString();
     }
 
@@ -223,6 +303,8 @@ internal static class PruningTable
             string Delta(double v) => $"{100 * (v / full - 1):+0.0;-0.0}%";
             double At(double keep, string c, string d) => q.Single(r => r.Keep == keep && r.Criterion == c && r.Distil == d).All;
             string name = quant.ToString().ToLowerInvariant();
+            foreach (var line in KdFindings(q, name)) yield return line;
+            if (AllCriteria.Any(c => !q.Any(r => r.Criterion == c.ToString().ToLowerInvariant()))) continue;   // a partial run
             foreach (double keep in Ratios)
             {
                 double random = At(keep, "random", "none");
@@ -232,15 +314,95 @@ internal static class PruningTable
                     + $"({better} of 3 beat random).";
             }
             double freq = At(0.5, "frequency", "none");
-            var best = new[] { ("reap", "refit"), ("reconstruction", "refit") }.Select(x => (x, v: At(0.5, x.Item1, x.Item2))).ToArray();
-            yield return $"{name}, keep 50%: frequency {Delta(freq)}; {string.Join(", ", best.Select(b => $"{b.x.Item1} + refit {Delta(b.v)}"))}: "
-                + (best.Any(b => b.v < freq) ? "REAP or reconstruction with refit beats frequency, as expected." : "the expectation that REAP or reconstruction with refit beats frequency fails here.");
             foreach (var c in AllCriteria.Select(c => c.ToString().ToLowerInvariant()))
             {
-                double none = At(0.5, c, "none"), merge = At(0.5, c, "merge"), refit = At(0.5, c, "refit");
-                yield return $"{name}, keep 50%, {c}: none {Delta(none)}, merge {Delta(merge)}, refit {Delta(refit)}"
-                    + (refit < none ? " (refit helps)" : " (refit does not help this criterion)") + (merge < none ? "; merge helps." : "; merge hurts.");
+                double none = At(0.5, c, "none"), merge = At(0.5, c, "merge");
+                yield return $"{name}, keep 50%, {c}: none {Delta(none)}, merge {Delta(merge)}" + (merge < none ? ": merge helps." : ": merge hurts.");
             }
+        }
+    }
+
+    /// <summary>Why refit and merge hurt: refit's parts alone against none and the whole, REAP at 50%, int4; merge's numbers.</summary>
+    private static IEnumerable<string> RefitStudy(List<Row> rows, List<Row> study)
+    {
+        var q = rows.Where(r => r.Quant == WeightType.Int4).ToList();
+        var full = q.FirstOrDefault(r => r.Keep == 1.0);
+        Row? At(string d) => q.SingleOrDefault(r => r.Keep == 0.5 && r.Criterion == "reap" && r.Distil == d);
+        var (none, merge, kd) = (At("none"), At("merge"), At("kd"));
+        var refit = study.SingleOrDefault(r => r.Distil == "refit");
+        var former = study.SingleOrDefault(r => r.Distil == "former-routeranddown");
+        var router = study.SingleOrDefault(r => r.Distil == "former-router");
+        var down = study.SingleOrDefault(r => r.Distil == "former-down");
+        if (full is null || none is null || refit is null || former is null || router is null || down is null) yield break;
+        string D(Row r) => $"{100 * (r.All / full.All - 1):+0.0;-0.0}%";
+        yield return "## Why refit and merge hurt";
+        yield return "";
+        yield return "REAP, keep 50%, int4. The former refit (each layer alone, on the full model's activations, towards the full layer's output: "
+            + "first the router rows, then the down projections), its two steps alone, and refit without the router step on the pruned model's "
+            + "activations (below):";
+        yield return "";
+        yield return "| distil | all | Δ all | en→it pairs | chrF |";
+        yield return "|---|---|---|---|---|";
+        foreach (var (label, r) in new[] { ("none", none), ("former refit: router rows only", router), ("former refit: down projections only", down),
+                     ("former refit: both", former), ("refit without the router step, pruned activations", refit), ("merge", merge), ("kd", kd) })
+            if (r is not null) yield return $"| {label} | {r.All:F2} | {D(r)} | {r.Translation:F1} | {r.Chrf:F1} |";
+        yield return "";
+        string Verdict(Row r) => r.All < none.All ? "helps" : "hurts";
+        yield return $"- The former router refit alone {Verdict(router)} ({D(router)} against {D(none)} without distillation); its down-projection refit "
+            + $"alone {Verdict(down)} ({D(down)}); both together {D(former)}. Refit without the router step, on the pruned model's activations: "
+            + $"{D(refit)} ({Verdict(refit)}{(kd is not null ? $"; kd {D(kd)}" : "")}).";
+        yield return "- " + (refit.All < none.All && (kd is null || refit.All < kd.All)
+            ? "Refit, so fixed, beats both none and kd here, yet `behemoth export` offers none, merge and kd only: rerun with refit restored in the CLI."
+            : "So `behemoth export` no longer offers refit: " + (refit.All < none.All ? "fixed, it beats none only narrowly and kd does better" : "even fixed it does not beat none")
+              + "; kd does what it meant to do, with gradients. The library keeps it (`Distillation.Refit`) as the baseline measured here.");
+        yield return "- behemoth-nano's router is Llama 4's: top-1 with a sigmoid gate that scales the expert's *input*. Refit's router step aims each kept "
+            + "expert's logit at the logsumexp of its own and its absorbed experts' logits, a target made for softmax routers (probability mass); "
+            + "under a sigmoid gate it raises every kept expert's gate, so every token the expert already served reaches it scaled up. "
+            + "Both steps fit the full model's inputs, not the pruned model's (the inputs the pruned layers before them produce), and each layer's "
+            + "fit is to the full layer's output, so the errors of the layers before are not corrected. *Refit without the router step* fits the "
+            + "down projections layer after layer on the pruned model's activations, towards the full model's hidden state (kd's inputs and "
+            + "targets), keeping a layer's fit only where it lowers the held-out calibration error.";
+        if (merge is not null)
+            yield return $"- Merge: {D(merge)} against {D(none)} without distillation (chrF {merge.Chrf:F1} vs {none.Chrf:F1}): averaging the weights of experts "
+                + "that specialised differently collapses both, as the REAP paper reports for generative quality; it is kept only as a documented baseline.";
+        if (kd is not null)
+            yield return $"- kd trains on the pruned model's own activations, towards the full model's hidden state: {D(kd)}.";
+    }
+
+    /// <summary>kd against no distillation on the devices' profiles, in words.</summary>
+    private static IEnumerable<string> DeviceFindings(List<DeviceRow> rows)
+    {
+        foreach (var g in rows.GroupBy(r => r.Device))
+        {
+            var none = g.Single(r => r.Distil == "none");
+            var kd = g.Single(r => r.Distil == "kd");
+            if (kd.KdTrainTokens == 0)
+            {
+                yield return $"{g.Key}: keeps every expert ({none.Experts}); kd has nothing to distil and the profile is unchanged (all {none.All:F2} both).";
+                continue;
+            }
+            yield return $"{g.Key}: own domains {none.OwnDomains:F2} → {kd.OwnDomains:F2} with kd ({100 * (kd.OwnDomains / none.OwnDomains - 1):+0.0;-0.0}%), "
+                + $"en→it {none.Translation:F2} → {kd.Translation:F2}, chrF {none.Chrf:F1} → {kd.Chrf:F1}, all {none.All:F2} → {kd.All:F2}: "
+                + (kd.OwnDomains < none.OwnDomains ? "kd beats pruning alone on the device's domains" : "kd does not beat pruning alone on the device's domains")
+                + (kd.Translation <= none.Translation && kd.Chrf >= none.Chrf ? "; en→it perplexity and chrF at least as good." : "; en→it perplexity or chrF worse.");
+        }
+    }
+
+    /// <summary>kd against no distillation on the keep-ratio profiles (all six domains), in words.</summary>
+    private static IEnumerable<string> KdFindings(List<Row> q, string name)
+    {
+        var full = q.First(r => r.Keep == 1.0);
+        foreach (double keep in Ratios)
+        {
+            var none = q.SingleOrDefault(r => r.Keep == keep && r.Criterion == "reap" && r.Distil == "none");
+            var kd = q.SingleOrDefault(r => r.Keep == keep && r.Criterion == "reap" && r.Distil == "kd");
+            if (none is null || kd is null) continue;
+            int better = kd.Slices.Count(p => p.Value < none.Slices[p.Key]);
+            var worst = kd.Slices.Select(p => (p.Key, Delta: p.Value / full.Slices[p.Key] - 1)).OrderByDescending(p => p.Delta).First();
+            yield return $"{name}, keep {keep:P0}, reap: none {100 * (none.All / full.All - 1):+0.0;-0.0}%, kd {100 * (kd.All / full.All - 1):+0.0;-0.0}% "
+                + $"({(kd.All < none.All ? "kd beats none" : "kd does not beat none")}; better on {better} of {kd.Slices.Count} slices); "
+                + $"worst slice with kd {worst.Key} {100 * worst.Delta:+0.0;-0.0}% against unpruned"
+                + (keep == 0.5 ? (worst.Delta <= 0.03 ? ": within +3% on every slice." : ": not within +3% on every slice.") : ".");
         }
     }
 
@@ -255,6 +417,7 @@ internal static class PruningTable
             using var session = DecoderSession.Open(package, profile, ExecutionProvider.Cpu);
             int vocab = session.Shape.VocabSize;
             var slices = new Dictionary<string, double>();
+            var sliceTokens = new Dictionary<string, long>();
             var byLang = new Dictionary<string, (double Nll, long N)>();
             double allNll = 0;
             long allN = 0;
@@ -268,6 +431,7 @@ internal static class PruningTable
                     n += w.Length - 1;
                 }
                 slices[slice] = Math.Exp(nll / n);
+                sliceTokens[slice] = n;
                 var l = byLang.GetValueOrDefault(lang);
                 byLang[lang] = (l.Nll + nll, l.N + n);
                 allNll += nll;
@@ -278,6 +442,7 @@ internal static class PruningTable
             return new Row
             {
                 Slices = slices,
+                SliceTokens = sliceTokens,
                 Languages = byLang.Where(p => p.Key != "en-it").ToDictionary(p => p.Key, p => Math.Exp(p.Value.Nll / p.Value.N)),
                 Translation = Math.Exp(byLang["en-it"].Nll / byLang["en-it"].N),
                 All = Math.Exp(allNll / allN),

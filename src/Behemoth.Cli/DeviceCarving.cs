@@ -13,9 +13,11 @@ internal sealed class DeviceCarving : IDisposable
     private readonly ExpertStats _stats;
     private readonly string _statsPath;
     private readonly string _modelDir;
+    private readonly KdOptions _kd;
 
-    public DeviceCarving(string modelDir, string statsPath)
+    public DeviceCarving(string modelDir, string statsPath, KdOptions? kd = null)
     {
+        _kd = kd ?? new KdOptions();
         _modelDir = modelDir;
         _statsPath = statsPath;
         _model = ReferenceModel.Load(modelDir);
@@ -36,8 +38,8 @@ internal sealed class DeviceCarving : IDisposable
     {
         "none" or null => Distillation.None,
         "merge" => Distillation.Merge,
-        "refit" => Distillation.Refit,
-        _ => throw new BehemothException($"--distil '{value}' is not one of none, merge, refit"),
+        "kd" => Distillation.Kd,
+        _ => throw new BehemothException($"--distil '{value}' is not one of none, merge, kd"),
     };
 
     public SizeModel Size(ExportOptions options) => new(_model.Config, options);
@@ -59,10 +61,13 @@ internal sealed class DeviceCarving : IDisposable
     private ProfileCarver Carver(int seed)
     {
         if (_carvers.TryGetValue(seed, out var carver)) return carver;
-        return _carvers[seed] = ProfileCarver.FromStats(_model, _stats, _statsPath, _modelDir, seed);
+        return _carvers[seed] = ProfileCarver.FromStats(_model, _stats, _statsPath, _modelDir, seed, _kd);
     }
 
     private readonly Dictionary<int, ProfileCarver> _carvers = new();
+
+    /// <summary>What kd did, per profile, over every carver.</summary>
+    public IEnumerable<KdReport> KdReports => _carvers.Values.SelectMany(c => c.KdReports.Values);
 
     public void Dispose() => _model.Dispose();
 }

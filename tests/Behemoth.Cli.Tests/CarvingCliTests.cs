@@ -81,4 +81,39 @@ public sealed class CarvingCliTests
         Assert.Contains("wants int4 weights", r.Stderr);
         Assert.False(Directory.Exists(dir.File("pkg")));
     }
+
+    [Fact]
+    public void Export_with_kd_writes_the_loss_curves_beside_the_package_and_refuses_too_little_text()
+    {
+        using var dir = new TempDirectory();
+        string stats = Path.Combine(Nano, "expert-stats.json");
+        string glasses = dir.File("glasses.json");
+        File.WriteAllText(glasses, """{"name": "glasses", "memory_bytes": 8000000, "context_tokens": 256, "quantization": "int4", "domains": {"en-it": 0.8, "en": 0.1, "it": 0.1}}""");
+        var r = BatchCliTests.Run("export", Nano, "--out", dir.File("pkg"), "--quant", "int4", "--stats", stats, "--devices", glasses,
+            Path.Combine(Devices, "laptop.json"), "--distil", "kd", "--kd-steps", "6", "--kd-tokens", "2048");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("laptop: keeps every expert, nothing to distil; the profile is exported unchanged", r.Stderr);
+        Assert.Contains("glasses: kd layer 3", r.Stderr);
+        Assert.True(new FileInfo(dir.File("pkg.kd-glasses.png")).Length > 10_000);
+        var curve = JsonNode.Parse(File.ReadAllText(dir.File("pkg.kd-glasses.json")))!;
+        Assert.Equal(7, curve["layers"]![0]!["held_out"]!.AsArray().Count);
+        Assert.False(File.Exists(dir.File("pkg.kd-laptop.png")));
+        var manifest = JsonNode.Parse(File.ReadAllText(dir.File("pkg/manifest.json")))!;
+        Assert.Equal(manifest["profiles"]!["full"]!["weight_bytes"]!.GetValue<long>(), manifest["profiles"]!["laptop"]!["weight_bytes"]!.GetValue<long>());
+        r = BatchCliTests.Run("run", dir.File("pkg"), "--profile", "glasses", "--prompt", "English: Good morning\nItalian:", "--max-tokens", "4");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+
+        r = BatchCliTests.Run("export", Nano, "--out", dir.File("pkg2"), "--quant", "int4", "--stats", stats, "--devices", glasses, "--distil", "kd",
+            "--kd-steps", "100000", "--kd-tokens", "2048");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("too little calibration text for 100000 steps", r.Stderr);
+        Assert.Single(r.Stderr.Split('\n'), l => l.Contains("too little"));
+        Assert.False(Directory.Exists(dir.File("pkg2")));
+
+        string other = dir.File("watch.json");
+        File.WriteAllText(other, """{"name": "watch", "memory_bytes": 8000000, "context_tokens": 256, "quantization": "int4", "domains": {"ja": 1}}""");
+        r = BatchCliTests.Run("export", Nano, "--out", dir.File("pkg3"), "--quant", "int4", "--stats", stats, "--devices", other, "--distil", "kd");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("domain 'ja' is not in the stats", r.Stderr);
+    }
 }

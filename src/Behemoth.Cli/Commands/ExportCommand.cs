@@ -28,12 +28,29 @@ internal static class ExportCommand
         var devices = new Option<string[]>("--devices") { Description = "Device files: one profile per device besides 'full' (with --stats)", AllowMultipleArgumentsPerToken = true };
         var criterion = new Option<string>("--criterion") { Description = "How experts are ranked: reap, frequency, reconstruction, random", DefaultValueFactory = _ => "reap" };
         criterion.AcceptOnlyFromAmong("reap", "frequency", "reconstruction", "random");
-        var distil = new Option<string>("--distil") { Description = "What happens to dropped experts: none, merge (into the most similar kept one), refit (least squares)", DefaultValueFactory = _ => "none" };
-        distil.AcceptOnlyFromAmong("none", "merge", "refit");
-        var seed = new Option<int>("--seed") { Description = "Seed of the random criterion", DefaultValueFactory = _ => 1234 };
+        var distil = new Option<string>("--distil")
+        {
+            Description = "What happens to dropped experts: none; merge (into the most similar kept one: a baseline, it costs quality); "
+                + "kd (knowledge distillation of the kept experts and routers from the full model, layer by layer on calibration text; "
+                + "writes PACKAGE.kd-DEVICE.png, its loss curves, beside the package)",
+            DefaultValueFactory = _ => "none",
+        };
+        distil.AcceptOnlyFromAmong("none", "merge", "kd");
+        var defaults = new Behemoth.Exporter.Pruning.KdOptions();
+        var kdSteps = new Option<int>("--kd-steps") { Description = "kd: optimizer steps per pruned MoE layer", DefaultValueFactory = _ => defaults.Steps };
+        var kdTokens = new Option<int>("--kd-tokens") { Description = "kd: calibration tokens per device at most, spread over its domains (a tenth of the documents held out)", DefaultValueFactory = _ => defaults.Tokens };
+        var kdRate = new Option<double>("--kd-lr") { Description = "kd: peak Adam learning rate", DefaultValueFactory = _ => defaults.LearningRate };
+        var kdTarget = new Option<string>("--kd-target")
+        {
+            Description = "kd: what each pruned layer learns: residual (the full model's hidden state after the layer, so each layer also "
+                + "corrects the drift of the layers before it) or layer (the full layer's output on the pruned model's inputs)",
+            DefaultValueFactory = _ => defaults.Target.ToString().ToLowerInvariant(),
+        };
+        kdTarget.AcceptOnlyFromAmong("residual", "layer");
+        var seed = new Option<int>("--seed") { Description = "Seed of the random criterion and of kd's sampling", DefaultValueFactory = _ => 1234 };
         var command = new Command("export", "Export a checkpoint to an ONNX package: the 'full' profile, and one per device with --stats and --devices")
         {
-            model, output, quant, blockSize, moe, maxContext, layers, force, stats, devices, criterion, distil, seed,
+            model, output, quant, blockSize, moe, maxContext, layers, force, stats, devices, criterion, distil, kdSteps, kdTokens, kdRate, kdTarget, seed,
         };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
@@ -52,9 +69,13 @@ internal static class ExportCommand
             string? statsPath = parse.GetValue(stats);
             if ((deviceFiles.Length > 0) != (statsPath is not null))
                 throw new BehemothException("--devices and --stats go together: the devices' experts are chosen from the profiling statistics");
+            var kdOptions = defaults with { Steps = parse.GetValue(kdSteps), Tokens = parse.GetValue(kdTokens), LearningRate = parse.GetValue(kdRate),
+                Target = parse.GetValue(kdTarget) == "layer" ? Behemoth.Exporter.Pruning.KdTarget.Layer : Behemoth.Exporter.Pruning.KdTarget.Residual };
+            if (parse.GetValue(distil) == "kd") kdOptions.Validate();
+            var kdReports = new List<Behemoth.Exporter.Pruning.KdReport>();
             if (statsPath is not null)
             {
-                using var carving = new DeviceCarving(parse.GetValue(model)!, statsPath);
+                using var carving = new DeviceCarving(parse.GetValue(model)!, statsPath, kdOptions);
                 var c = DeviceCarving.ParseCriterion(parse.GetValue(criterion));
                 var d = DeviceCarving.ParseDistillation(parse.GetValue(distil));
                 var profiles = new List<ProfileSpec>();
@@ -67,8 +88,14 @@ internal static class ExportCommand
                     profiles.Add(carving.Carve(device, c, d, options, parse.GetValue(seed), progress, CancellationToken.None));
                 }
                 options = options with { Profiles = profiles };
+                kdReports.AddRange(carving.KdReports);
             }
             var result = PackageExporter.Export(parse.GetValue(model)!, parse.GetValue(output)!, options, parse.GetValue(force), progress);
+            foreach (var report in kdReports)
+            {
+                var (png, _) = KdLossCurve.Write(result.Directory, report);
+                progress.Report($"{report.Profile}: kd loss curves in {png}");
+            }
             var m = result.Manifest;
             Console.WriteLine($"{m.Architecture} → {result.Directory}");
             Console.WriteLine($"  quantization {m.Quantization.Weights.ToManifestName()}, MoE {m.MoeForm.ToManifestName()}, {result.GraphNodes:N0} graph nodes, {result.WeightBytes / 1e6:F1} MB of weights, {result.Elapsed.TotalSeconds:F1} s");

@@ -43,7 +43,7 @@ internal static class ProfileCommand
             {
                 var set = CalibrationSets.Load(name, group, tokenizer, bos, eos, parse.GetValue(maxTokens));
                 Console.Error.WriteLine($"{name}: {set.Sequences.Sum(s => s.Length):N0} tokens from {string.Join(", ", group)}");
-                // sources are recorded relative to the stats file, so the pair can move together (export re-reads them for refit)
+                // sources are recorded relative to the stats file, so the pair can move together (export re-reads them for the reconstruction criterion and kd)
                 string statsDir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;
                 set = set with { Sources = group.Select(f => Path.GetRelativePath(statsDir, Path.GetFullPath(f))).ToArray() };
                 domains[name] = ExpertProfiler.ProfileDomain(reference, set, new Progress(m => Console.Error.WriteLine("  " + m)), cancellationToken);

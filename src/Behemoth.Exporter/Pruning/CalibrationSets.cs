@@ -62,6 +62,6 @@ public static class CalibrationSets
         string beside = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(statsPath))!, source);
         if (File.Exists(beside)) return beside;
         if (File.Exists(source)) return source;
-        throw new BehemothException($"{statsPath}: calibration file '{source}' is gone; the reconstruction criterion and refit re-read it");
+        throw new BehemothException($"{statsPath}: calibration file '{source}' is gone; the reconstruction criterion and kd re-read it");
     }
 }

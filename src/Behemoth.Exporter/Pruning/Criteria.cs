@@ -129,7 +129,8 @@ public sealed class ReconstructionInputs
     private readonly double[] _weight;
     private readonly List<Routing>[] _routes;
 
-    internal ReconstructionInputs(MoeLayerMath math, float[] x, double[] tokenWeights)
+    /// <param name="target">The output to fit, [tokens, hidden]; by default the full layer's routed output on <paramref name="x"/>.</param>
+    internal ReconstructionInputs(MoeLayerMath math, float[] x, double[] tokenWeights, float[]? target = null)
     {
         _math = math;
         int h = math.Hidden, n = tokenWeights.Length;
@@ -151,7 +152,8 @@ public sealed class ReconstructionInputs
             _routes[t] = [];
             Router.Route(math.Moe, _logits.AsSpan(t * math.Experts, math.Experts), t, _routes[t]);
         }
-        _target = Enumerable.Range(0, n).Select(t => Combine(_routes[t], t)).ToArray();
+        _target = target is null ? Enumerable.Range(0, n).Select(t => Combine(_routes[t], t)).ToArray()
+            : Enumerable.Range(0, n).Select(t => target.AsSpan(t * h, h).ToArray()).ToArray();
     }
 
     public int Experts => _math.Experts;

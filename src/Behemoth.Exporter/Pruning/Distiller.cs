@@ -14,11 +14,27 @@ public enum Distillation
     Merge,
 
     /// <summary>
-    /// Ridge least squares on calibration activations so that the pruned layer's routed output matches the full
-    /// layer's: first the kept experts' router rows (towards the logits of each kept expert merged with the pruned
-    /// experts most similar to it), then each kept expert's down projection.
+    /// A measured baseline, not offered by <c>behemoth export</c> (docs/pruning.md: it does not beat <see cref="None"/>).
+    /// Ridge least squares: each kept expert's down projection refitted in closed form, layer after layer on the pruned
+    /// model's own calibration activations, towards what takes its hidden state to the full model's (the router rows
+    /// stay); a layer's refit is kept only if it lowers the error on held-out calibration documents.
     /// </summary>
     Refit,
+
+    /// <summary>
+    /// Knowledge distillation from the full model (<see cref="KnowledgeDistiller"/>): layer after layer, the kept experts
+    /// and their router rows are trained by gradient descent so that each pruned layer's routed output matches the full
+    /// layer's on the pruned model's own activations.
+    /// </summary>
+    Kd,
+}
+
+/// <summary>Which parts of a layer <see cref="Distiller.Refit"/> refits (the parts alone are for measuring which one hurts).</summary>
+public enum RefitParts
+{
+    RouterAndDown,
+    Router,
+    Down,
 }
 
 /// <summary>Closed-form, layer-by-layer distillation of a pruned MoE layer: no training framework, one layer in memory.</summary>
@@ -68,7 +84,8 @@ internal static class Distiller
     }
 
     /// <summary>Refits the router rows and down projections of the kept experts; returns (experts, router rows in ascending id order).</summary>
-    public static (Dictionary<(int, int), ExpertMatrices> Experts, float[] Router) Refit(MoeLayerMath math, int[] kept, ReconstructionInputs inputs)
+    public static (Dictionary<(int, int), ExpertMatrices> Experts, float[] Router) Refit(MoeLayerMath math, int[] kept, ReconstructionInputs inputs,
+        RefitParts parts = RefitParts.RouterAndDown)
     {
         int h = math.Hidden, n = inputs.Tokens, e = math.Experts, inter = math.Moe.ExpertIntermediate;
         var ascending = kept.Order().ToArray();
@@ -89,7 +106,7 @@ internal static class Distiller
         var w = Vector<double>.Build.Dense(n, t => weights[t]);
         var xw = x.Transpose().PointwiseMultiply(Matrix<double>.Build.Dense(h, n, (_, t) => w[t]));      // Xᵀ W
         var original = Matrix<double>.Build.Dense(ascending.Length, h, (i, j) => math.RouterWeights[ascending[i] * h + j]);
-        var router = RidgeSolve(xw * x, xw * targets, original.Transpose()).Transpose();                 // [kept, hidden]
+        var router = parts == RefitParts.Down ? original : RidgeSolve(xw * x, xw * targets, original.Transpose()).Transpose();   // [kept, hidden]
         var routerRows = new float[ascending.Length * h];
         for (int i = 0; i < ascending.Length; i++)
             for (int j = 0; j < h; j++) routerRows[i * h + j] = (float)router[i, j];
@@ -102,7 +119,7 @@ internal static class Distiller
         var byToken = routes.GroupBy(r => r.Token).ToDictionary(g => g.Key, g => g.ToArray());
         var current = ascending.ToDictionary(k => k, math.Weights);
         var result = new Dictionary<(int, int), ExpertMatrices>();
-        foreach (int k in ascending)
+        foreach (int k in parts == RefitParts.Router ? [] : ascending)
         {
             var mine = routes.Where(r => r.Expert == k).ToArray();
             if (mine.Length == 0) continue;

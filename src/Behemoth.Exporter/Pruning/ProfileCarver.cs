@@ -39,6 +39,28 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
 
     public int Seed { get; init; } = 1234;
 
+    /// <summary>Settings of <see cref="Distillation.Kd"/> (its seed is <see cref="Seed"/>).</summary>
+    public KdOptions Kd { get; init; } = new();
+
+    /// <summary>
+    /// kd's calibration text: a domain's documents up to a token count (kd may read more of the domain's files than the
+    /// profiling statistics did); by default the same text as the criteria.
+    /// </summary>
+    public Func<string, int, CalibrationDomain>? KdCalibration { get; init; }
+
+    /// <summary>
+    /// Null (the default): refit fits the kept experts' down projections on the pruned model's own activations towards
+    /// the full model's hidden states (<see cref="KnowledgeDistiller.RefitDown"/>). Set: the former refit, fitting the
+    /// given parts on the full model's activations towards the full layer's output, one layer alone (for measuring why
+    /// it hurt).
+    /// </summary>
+    public RefitParts? RefitOnFullModelInputs { get; set; }
+
+    /// <summary>What kd did for each profile carved with it, by profile name.</summary>
+    public IReadOnlyDictionary<string, KdReport> KdReports => _kdReports;
+
+    private readonly Dictionary<string, KdReport> _kdReports = new();
+
     private readonly Dictionary<string, CalibrationActivations> _activations = new();
     private readonly Dictionary<(int Layer, string Mix), ReconstructionInputs> _inputs = new();
 
@@ -48,7 +70,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
     /// first time the reconstruction criterion or refit needs activations) between the model's BOS and EOS
     /// (<see cref="CalibrationSets.DocumentBounds"/>).
     /// </summary>
-    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, string modelDirectory, int seed = 1234)
+    public static ProfileCarver FromStats(ReferenceModel model, ExpertStats stats, string statsPath, string modelDirectory, int seed = 1234, KdOptions? kd = null)
     {
         var text = new Lazy<(LoadedTokenizer Tokenizer, int Bos, int Eos)>(() =>
         {
@@ -56,13 +78,20 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             var (bos, eos) = CalibrationSets.DocumentBounds(model.Config, tokenizer, modelDirectory);
             return (tokenizer, bos, eos);
         });
-        return new ProfileCarver(model, stats, name =>
+        CalibrationDomain Load(string name, long tokens)
         {
             var domain = stats.Domains[name];
             var files = domain.Sources.Select(s => CalibrationSets.Resolve(s, statsPath)).ToArray();
             var (tokenizer, bos, eos) = text.Value;
-            return CalibrationSets.Load(name, files, tokenizer, bos, eos, (int)domain.Tokens);
-        }) { Seed = seed };
+            return CalibrationSets.Load(name, files, tokenizer, bos, eos, (int)Math.Min(int.MaxValue, tokens));
+        }
+        return new ProfileCarver(model, stats, name => Load(name, stats.Domains[name].Tokens))
+        {
+            Seed = seed,
+            Kd = kd ?? new KdOptions(),
+            // kd reads as much of each domain's files as it asks for, not only what the statistics profiled
+            KdCalibration = (name, tokens) => Load(name, Math.Max(tokens, stats.Domains[name].Tokens)),
+        };
     }
 
     public ProfileSpec Carve(CarveTarget target, PruningCriterion criterion, Distillation distillation, IProgress<string>? progress = null,
@@ -80,7 +109,23 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
             + $"{stats.Model.Experts * kept.Count} experts");
 
         ProfileWeights? weights = null;
-        if (distillation != Distillation.None)
+        if (distillation == Distillation.Kd || (distillation == Distillation.Refit && RefitOnFullModelInputs is null))
+        {
+            bool refit = distillation == Distillation.Refit;
+            if (kept.All(p => p.Value.Length == stats.Model.Experts))
+                progress?.Report($"{target.Name}: keeps every expert, nothing to distil; the profile is exported unchanged");
+            else
+            {
+                var options = Kd with { Seed = Seed };
+                var docs = KnowledgeDistiller.Sample(target.Domains, KdCalibration is { } more ? name => more(name, options.Tokens) : calibration, options, target.Name);
+                var (w, report) = KnowledgeDistiller.Distil(model, target.Name, kept, docs, options, progress, cancellationToken, refit);
+                weights = w;
+                if (!refit) _kdReports[target.Name] = report;
+                progress?.Report($"{target.Name}: {(refit ? "refit" : "kd trained")} {w.Experts.Count} experts and {w.Routers.Count} routers on {report.TrainTokens} tokens "
+                    + $"({report.HeldOutTokens} held out) in {report.Elapsed.TotalSeconds:F0} s, peak working set {report.PeakWorkingSetBytes / 1e6:F0} MB");
+            }
+        }
+        else if (distillation != Distillation.None)
         {
             var experts = new Dictionary<(int, int), ExpertMatrices>();
             var routers = new Dictionary<int, float[]>();
@@ -93,7 +138,7 @@ public sealed class ProfileCarver(ReferenceModel model, ExpertStats stats, Func<
                     foreach (var (key, value) in Distiller.Merge(math, ids, mixed[layer].Frequency)) experts[key] = value;
                 else
                 {
-                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer));
+                    var (refitted, router) = Distiller.Refit(math, ids, Inputs(layer), RefitOnFullModelInputs!.Value);
                     foreach (var (key, value) in refitted) experts[key] = value;
                     routers[layer] = router;
                 }

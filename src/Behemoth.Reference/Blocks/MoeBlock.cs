@@ -12,12 +12,23 @@ public readonly record struct Routing(int Token, int Expert, float Weight);
 /// </summary>
 internal static class MoeBlock
 {
-    public static void Forward(DecoderConfig c, Weights w, int layer, ReadOnlySpan<float> x, Span<float> y, List<Routing>? trace)
+    /// <summary>
+    /// <paramref name="routed"/>, when given, is the routed experts' combined output [tokens, hidden] computed elsewhere
+    /// (a pruned or distilled layer): only the shared expert is then computed here.
+    /// </summary>
+    public static void Forward(DecoderConfig c, Weights w, int layer, ReadOnlySpan<float> x, Span<float> y, List<Routing>? trace, float[]? routed = null)
     {
         var m = c.Moe;
         var n = c.Names;
         int h = c.HiddenSize, seq = x.Length / h;
         string L(string template, int e = -1) => TensorNames.Format(template, layer, e);
+
+        if (routed is not null)
+        {
+            routed.AsSpan(0, seq * h).CopyTo(y);
+            AddShared(c, w, layer, x, y, seq);
+            return;
+        }
 
         // router_logits = self.gate(hidden_states)   [T, E]
         var logits = new float[seq * m.NumExperts];
@@ -54,6 +65,15 @@ internal static class MoeBlock
             }
         }
 
+        AddShared(c, w, layer, x, y, seq);
+    }
+
+    private static void AddShared(DecoderConfig c, Weights w, int layer, ReadOnlySpan<float> x, Span<float> y, int seq)
+    {
+        var m = c.Moe;
+        var n = c.Names;
+        int h = c.HiddenSize;
+        string L(string template, int e = -1) => TensorNames.Format(template, layer, e);
         if (m.SharedIntermediate <= 0 || n.SharedGate is null) return;
         var shared = new float[seq * h];
         FeedForward.SwiGlu(w, L(n.SharedGate), L(n.SharedUp!), L(n.SharedDown!), x, shared, h, m.SharedIntermediate);
