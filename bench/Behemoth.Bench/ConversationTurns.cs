@@ -55,9 +55,9 @@ internal static class ConversationTurns
                     ["turn"] = t + 1,
                     ["prompt_tokens"] = promptTokens[t],
                     ["cached_tokens"] = cachedTokens[t],
-                    ["ttft_ms_cached"] = Median(cachedMs[t]),
-                    ["ttft_ms_from_scratch"] = Median(freshMs[t]),
-                    ["from_scratch_over_cached"] = Median(freshMs[t]) / Median(cachedMs[t]),
+                    ["ttft_ms_cached"] = Statistics.Median(cachedMs[t]),
+                    ["ttft_ms_from_scratch"] = Statistics.Median(freshMs[t]),
+                    ["from_scratch_over_cached"] = Statistics.Median(freshMs[t]) / Statistics.Median(cachedMs[t]),
                 });
             Console.WriteLine(new JsonObject { ["package"] = parse.GetValue(package), ["profile"] = parse.GetValue(profile), ["turns"] = report }
                 .ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
@@ -81,12 +81,5 @@ internal static class ConversationTurns
             usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
         }
         return (double.IsNaN(first) ? clock.Elapsed.TotalMilliseconds : first, text.ToString(), (int)(usage?.CachedInputTokenCount ?? 0), (int)(usage?.InputTokenCount ?? 0));
-    }
-
-    private static double Median(List<double> values)
-    {
-        if (values.Count == 0) return double.NaN;
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

@@ -63,8 +63,8 @@ internal static class GenAiCompare
             int firstEos = Array.FindIndex(ourTokens!, eos.Contains);
             int compared = firstEos < 0 ? ourTokens!.Length : firstEos;
             int agree = ourTokens!.Zip(theirTokens!).Take(compared).TakeWhile(p => p.First == p.Second).Count();
-            double op = Median(ours.Select(x => x.Prefill)), od = Median(ours.Select(x => x.Decode));
-            double gp = Median(theirs.Select(x => x.Prefill)), gd = Median(theirs.Select(x => x.Decode));
+            double op = Statistics.Median(ours.Select(x => x.Prefill)), od = Statistics.Median(ours.Select(x => x.Decode));
+            double gp = Statistics.Median(theirs.Select(x => x.Prefill)), gd = Statistics.Median(theirs.Select(x => x.Decode));
             Console.WriteLine(new JsonObject
             {
                 ["package"] = dir, ["profile"] = name, ["quantization"] = manifest.Quantization.Weights.ToManifestName(),
@@ -134,11 +134,5 @@ internal static class GenAiCompare
         decoder["session_options"]!["inter_op_num_threads"] = 1;
         File.WriteAllText(Path.Combine(view, "genai_config.json"), config.ToJsonString());
         return view;
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

@@ -59,19 +59,12 @@ internal static class GenerationOverhead
                     perToken.Add((total - run) / steps * 1e3);
                 }
                 report[$"{mode}_runs_measured"] = shares.Count;
-                report[$"{mode}_outside_onnxruntime_fraction"] = Median(shares);
-                report[$"{mode}_outside_onnxruntime_ms_per_token"] = Median(perToken);
+                report[$"{mode}_outside_onnxruntime_fraction"] = Statistics.Median(shares);
+                report[$"{mode}_outside_onnxruntime_ms_per_token"] = Statistics.Median(perToken);
             }
             Console.WriteLine(report.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             return 0;
         });
         return command;
-    }
-
-    private static double Median(List<double> values)
-    {
-        if (values.Count == 0) return double.NaN;
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

@@ -20,6 +20,15 @@ public sealed class NanoPackageFixture : IDisposable
 
     public string Package { get; }
 
+    /// <summary>A copy of the package in a new folder under <paramref name="temp"/>, for a test to alter.</summary>
+    public string Copy(TempDirectory temp)
+    {
+        string dir = temp.File(Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(Package)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        return dir;
+    }
+
     public void Dispose() => _temp.Dispose();
 }
 
@@ -34,13 +43,7 @@ public sealed class PackageAttackTests(NanoPackageFixture nano) : IClassFixture<
 
     public void Dispose() => _temp.Dispose();
 
-    private string Copy()
-    {
-        string dir = _temp.File(Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(nano.Package)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-        return dir;
-    }
+    private string Copy() => nano.Copy(_temp);
 
     private static void EditManifest(string dir, Action<JsonNode> edit)
     {

@@ -14,13 +14,7 @@ public sealed class SigningTests(NanoPackageFixture nano) : IClassFixture<NanoPa
 
     public void Dispose() => _temp.Dispose();
 
-    private string Copy()
-    {
-        string dir = _temp.File(Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(nano.Package)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-        return dir;
-    }
+    private string Copy() => nano.Copy(_temp);
 
     private (TrustedKey Key, string Private) NewKey()
     {
@@ -68,7 +62,7 @@ public sealed class SigningTests(NanoPackageFixture nano) : IClassFixture<NanoPa
             {
                 string dir = _temp.File($"{file}-{trial}");
                 Directory.CreateDirectory(dir);
-                foreach (var f in Directory.GetFiles(signedDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+                foreach (var f in Directory.GetFiles(signedDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));     // the signed copy, not the fixture
                 string path = Path.Combine(dir, file);
                 var bytes = File.ReadAllBytes(path);
                 bytes[random.Next(bytes.Length)] ^= (byte)(1 << random.Next(8));

@@ -170,19 +170,8 @@ internal sealed class Sampler(GenerationOptions options)
     {
         int n = 0, i = 0;
         // one compare per vector of weights, then only the set bits of the mask are visited: the cost is the
-        // vocabulary's vectors plus the candidates kept, not a branch per token
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var limit = Vector256.Create(floor);
-            ref float start = ref MemoryMarshal.GetReference(w);
-            for (; i + Vector256<float>.Count <= w.Length; i += Vector256<float>.Count)
-                for (uint bits = Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref start, (nuint)i), limit).ExtractMostSignificantBits(); bits != 0; bits &= bits - 1)
-                {
-                    int j = i + BitOperations.TrailingZeroCount(bits);
-                    candidates[n++] = new(logits[j], w[j], j);
-                }
-        }
-        else if (Vector128.IsHardwareAccelerated)
+        // vocabulary's vectors plus the candidates kept, not a branch per token (128-bit vectors: SSE and NEON alike)
+        if (Vector128.IsHardwareAccelerated)
         {
             var limit = Vector128.Create(floor);
             ref float start = ref MemoryMarshal.GetReference(w);
