@@ -28,7 +28,13 @@ public sealed class SessionLifetimeTests(ChatPackageFixture package) : IClassFix
     {
         var session = Open();
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        session.RunStarting = () => running.TrySetResult();
+        // the run waits at its start until Dispose has begun, so it is in flight when Dispose terminates it (a
+        // generation on this tiny model can otherwise finish before the test thread gets to Dispose)
+        session.RunStarting = () =>
+        {
+            running.TrySetResult();
+            SpinWait.SpinUntil(() => session.IsDisposing, Limit);
+        };
         var generation = Task.Run(async () =>
         {
             await foreach (int _ in TokenGenerator.GenerateAsync(session, LongPrompt(3000), new GenerationOptions { MaxNewTokens = 1000 })) { }
