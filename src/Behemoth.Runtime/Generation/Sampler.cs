@@ -143,25 +143,24 @@ internal sealed class Sampler(GenerationOptions options)
     }
 
     /// <summary>
-    /// The unnormalised probabilities exp((logit - max) / temperature) in float (probabilities need no more), in one
-    /// vectorised pass after the max; returns their sum, accumulated in double.
+    /// The unnormalised probabilities exp((logit - max) / temperature) in float (probabilities need no more), by
+    /// TensorPrimitives' vectorised kernels; returns their sum, accumulated in double.
     /// </summary>
     internal static double Weights(ReadOnlySpan<float> logits, float temperature, Span<float> weights)
     {
-        float max = TensorPrimitives.Max(logits), scale = 1f / temperature;
+        float max = TensorPrimitives.Max(logits);
+        TensorPrimitives.Subtract(logits, max, weights);
+        TensorPrimitives.Multiply(weights, 1f / temperature, weights);
+        TensorPrimitives.Exp(weights, weights);
         int i = 0, width = Vector<float>.Count;
-        var vmax = new Vector<float>(max);
-        var vscale = new Vector<float>(scale);
         var total = Vector<double>.Zero;
-        for (; i + width <= logits.Length; i += width)
+        for (; i + width <= weights.Length; i += width)
         {
-            var w = Vector.Exp((new Vector<float>(logits.Slice(i, width)) - vmax) * vscale);
-            w.CopyTo(weights.Slice(i, width));
-            Vector.Widen(w, out var low, out var high);
+            Vector.Widen(new Vector<float>(weights.Slice(i, width)), out var low, out var high);
             total += low + high;
         }
         double sum = Vector.Sum(total);
-        for (; i < logits.Length; i++) sum += weights[i] = MathF.Exp((logits[i] - max) * scale);
+        for (; i < weights.Length; i++) sum += weights[i];
         return sum;
     }
 
