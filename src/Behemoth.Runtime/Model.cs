@@ -81,9 +81,12 @@ public sealed class Model : IDisposable
                 ? new LoadedTokenizer(own, "custom", "", family: null, new Dictionary<string, int>(), bos: null, eos: null)
                 : Tokenizer.OpenPackageTokenizer(packageDirectory, manifest, cancellationToken);
             var tokenizer = new Tokenizer(loaded, manifest.Model.BosTokenId, manifest.Model.EosTokenIds);
-            // from the manifest already read: nothing is read from the directory again
-            var template = options.ChatTemplate is { } name ? Text.ChatTemplate.FromName(name) : Text.ChatTemplate.ForModelType(manifest.ModelType, loaded.SpecialTokens);
-            var model = new Model(session, tokenizer, template);
+            // the tokenizer's own chat_template when it is a known family, else by the manifest's model_type
+            string? notice = null;
+            var template = options.ChatTemplate is { } name ? Text.ChatTemplate.FromName(name)
+                : Text.ChatTemplate.ForTokenizer(manifest.ModelType, loaded, options.RequireRecognizedChatTemplate, out notice);
+            if (notice is not null) options.Logger?.LogWarning("{Package}: {Notice}", packageDirectory, notice);
+            var model = new Model(session, tokenizer, template) { ChatTemplateNotice = notice };
             progress?.Report(ModelLoadStage.Ready);
             return model;
         }
@@ -93,6 +96,9 @@ public sealed class Model : IDisposable
             throw;
         }
     }
+
+    /// <summary>Why the chat template is not the model's own (its chat_template is none of the supported families), or null.</summary>
+    public string? ChatTemplateNotice { get; private init; }
 
     /// <summary>
     /// A generator for one sequence on this model, stopping at <see cref="StopTokenIds"/> (the caller disposes it, before the model).

@@ -29,6 +29,13 @@ public sealed record ModelOptions
     public string? ChatTemplate { get; init; }
 
     /// <summary>
+    /// Refuse a package whose own chat_template is none of the supported families (a
+    /// <see cref="Text.TokenizerFormatException"/>), instead of falling back to the template its model_type suggests
+    /// with a warning (<see cref="Model.ChatTemplateNotice"/>, also logged). Default false.
+    /// </summary>
+    public bool RequireRecognizedChatTemplate { get; init; }
+
+    /// <summary>
     /// A tokenizer to use instead of the package's own files (for a package that ships none, such as a test
     /// checkpoint's); it has no special tokens, so the chat template is the model type's plain form. Null: the package's.
     /// </summary>

@@ -44,6 +44,12 @@ public sealed class LoadedTokenizer
     /// <summary>The end-of-sequence token's text, when the tokenizer has one.</summary>
     public string? EosToken { get; }
 
+    /// <summary>
+    /// The model's own chat template (Jinja source), from <c>chat_template.jinja</c> or tokenizer_config.json's
+    /// <c>chat_template</c>, when the files carry one; <see cref="ChatTemplate.ForTokenizer"/> recognises its family.
+    /// </summary>
+    public string? ChatTemplateSource { get; internal init; }
+
     /// <summary>The id of <see cref="BosToken"/>; null when the tokenizer has none.</summary>
     public int? BosTokenId => BosToken is null ? null : SpecialTokens[BosToken];
 

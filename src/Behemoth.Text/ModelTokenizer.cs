@@ -78,7 +78,7 @@ public static class ModelTokenizer
             using var stream = new MemoryStream(bytes, writable: false);
             var tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false, specialTokens: special);
             return new LoadedTokenizer(tokenizer, TokenizerKinds.SentencePiece, path, null, special,
-                config.Bos ?? tokenizer.BeginningOfSentenceToken, config.Eos ?? tokenizer.EndOfSentenceToken);
+                config.Bos ?? tokenizer.BeginningOfSentenceToken, config.Eos ?? tokenizer.EndOfSentenceToken) { ChatTemplateSource = config.ChatTemplate };
         }
         catch (Exception e) when (TokenizerFormatException.IsParseFailure(e))
         {
@@ -97,7 +97,10 @@ public static class ModelTokenizer
             var preTokenizer = new RegexPreTokenizer(new System.Text.RegularExpressions.Regex(family.Pattern, System.Text.RegularExpressions.RegexOptions.Compiled), special);
             using var stream = new MemoryStream(bytes, writable: false);
             var tokenizer = TiktokenTokenizer.Create(stream, preTokenizer, normalizer: null, specialTokens: special);
-            return new LoadedTokenizer(tokenizer, TokenizerKinds.Tiktoken, path, family.Name, special, config.Bos ?? family.Bos, config.Eos ?? family.Eos);
+            return new LoadedTokenizer(tokenizer, TokenizerKinds.Tiktoken, path, family.Name, special, config.Bos ?? family.Bos, config.Eos ?? family.Eos)
+            {
+                ChatTemplateSource = config.ChatTemplate,
+            };
         }
         catch (Exception e) when (TokenizerFormatException.IsParseFailure(e))
         {
@@ -109,7 +112,10 @@ public static class ModelTokenizer
     {
         var (tokenizer, added) = HuggingFaceTokenizerJson.Load(path, bytes);
         // tokenizer.json's own added_tokens are authoritative for matching; the config only names BOS/EOS.
-        return new LoadedTokenizer(tokenizer, TokenizerKinds.HuggingFaceJson, path, null, added, config.Bos, config.Eos ?? DefaultEos(added));
+        return new LoadedTokenizer(tokenizer, TokenizerKinds.HuggingFaceJson, path, null, added, config.Bos, config.Eos ?? DefaultEos(added))
+        {
+            ChatTemplateSource = config.ChatTemplate,
+        };
     }
 
     private static string? DefaultEos(IReadOnlyDictionary<string, int> added) =>

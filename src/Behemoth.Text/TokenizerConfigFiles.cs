@@ -6,12 +6,12 @@ namespace Behemoth.Text;
 /// What Hugging Face's <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c> say about special tokens, when a
 /// model directory or package carries them: the added tokens with their ids, and which of them are BOS and EOS.
 /// </summary>
-internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? AddedTokens, string? Bos, string? Eos)
+internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? AddedTokens, string? Bos, string? Eos, string? ChatTemplate = null)
 {
     public static TokenizerConfigFiles Read(TokenizerFiles files)
     {
         Dictionary<string, int>? added = null;
-        string? bos = null, eos = null;
+        string? bos = null, eos = null, template = null;
         string config = files.PathOf("tokenizer_config.json");
         if (files.Contains("tokenizer_config.json"))
         {
@@ -29,6 +29,7 @@ internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? Ad
             }
             bos = TokenText(root, "bos_token");
             eos = TokenText(root, "eos_token");
+            template = TemplateText(root);
         }
         string map = files.PathOf("special_tokens_map.json");
         if (files.Contains("special_tokens_map.json"))
@@ -37,7 +38,25 @@ internal sealed record TokenizerConfigFiles(IReadOnlyDictionary<string, int>? Ad
             bos ??= TokenText(doc.RootElement, "bos_token");
             eos ??= TokenText(doc.RootElement, "eos_token");
         }
-        return new TokenizerConfigFiles(added, bos, eos);
+        // newer exports keep the template in its own file, which wins
+        if (files.Contains("chat_template.jinja")) template = System.Text.Encoding.UTF8.GetString(files.Read("chat_template.jinja"));
+        return new TokenizerConfigFiles(added, bos, eos, template);
+    }
+
+    /// <summary>chat_template as a string, or the "default" of a list of {"name", "template"} (else the first).</summary>
+    private static string? TemplateText(JsonElement root)
+    {
+        if (!root.TryGetProperty("chat_template", out var value)) return null;
+        if (value.ValueKind == JsonValueKind.String) return value.GetString();
+        if (value.ValueKind != JsonValueKind.Array) return null;
+        string? first = null;
+        foreach (var entry in value.EnumerateArray())
+        {
+            if (entry.ValueKind != JsonValueKind.Object || !entry.TryGetProperty("template", out var t) || t.ValueKind != JsonValueKind.String) continue;
+            first ??= t.GetString();
+            if (entry.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String && n.GetString() == "default") return t.GetString();
+        }
+        return first;
     }
 
     /// <summary>A token given either as a string or as an AddedToken object ({"content": …}).</summary>

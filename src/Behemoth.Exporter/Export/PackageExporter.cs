@@ -26,7 +26,7 @@ public static class PackageExporter
     public const string FullProfile = ExpertPlan.FullProfile;
     public const string WeightsFile = "weights.bin";
     public const string QuantReportFile = "quantization_report.json";
-    private static readonly string[] TokenizerFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"];
+    private static readonly string[] TokenizerFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"];
 
     public static ExportResult Export(string modelDirectory, string outputDirectory, ExportOptions options, bool overwrite,
         IProgress<string>? progress = null, CancellationToken cancellationToken = default)

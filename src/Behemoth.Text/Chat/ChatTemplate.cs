@@ -94,13 +94,52 @@ public abstract class ChatTemplate
     }
 
     /// <summary>
-    /// The template for a model directory or package: <paramref name="overrideName"/> when given, else by the
-    /// model_type of manifest.json or config.json, checked against the tokenizer's special tokens.
+    /// The template for a model directory or package: <paramref name="overrideName"/> when given, else the family of
+    /// the tokenizer's own chat_template, else by the model_type of manifest.json or config.json, checked against the
+    /// tokenizer's special tokens.
     /// </summary>
     public static ChatTemplate ForDirectory(string directory, LoadedTokenizer? tokenizer = null, string? overrideName = null)
     {
         if (overrideName is not null) return FromName(overrideName);
-        return ForModelType(ReadModelType(directory), tokenizer?.SpecialTokens);
+        string modelType = ReadModelType(directory);
+        return tokenizer is null ? ForModelType(modelType, null) : ForTokenizer(modelType, tokenizer, requireRecognized: false, out _);
+    }
+
+    /// <summary>
+    /// The supported family a model's own Jinja chat template is, told by the markers it writes: Llama 4's
+    /// <c>&lt;|header_start|&gt;</c>, Llama 3's <c>&lt;|start_header_id|&gt;</c>, ChatML's <c>&lt;|im_start|&gt;</c> (Qwen 3
+    /// when it handles <c>&lt;think&gt;</c>), Mistral's <c>[INST]</c> (v7 with <c>[SYSTEM_PROMPT]</c>, v3 with
+    /// <c>[AVAILABLE_TOOLS]</c>, else v1), OLMoE/Tulu's <c>&lt;|user|&gt;</c> / <c>&lt;|assistant|&gt;</c>. Null when it is none of them.
+    /// </summary>
+    public static ChatTemplate? Recognize(string source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        bool Has(string marker) => source.Contains(marker, StringComparison.Ordinal);
+        if (Has("<|header_start|>")) return HeaderChatTemplate.Llama4;
+        if (Has("<|start_header_id|>")) return HeaderChatTemplate.Llama3;
+        if (Has("<|im_start|>")) return Has("<think>") || Has("enable_thinking") ? ChatMLTemplate.Qwen3 : ChatMLTemplate.Qwen2;
+        if (Has("[INST]")) return Has("[SYSTEM_PROMPT]") ? MistralChatTemplate.V7 : Has("[AVAILABLE_TOOLS]") ? MistralChatTemplate.V3 : MistralChatTemplate.V1;
+        if (Has("<|user|>") && Has("<|assistant|>")) return TuluChatTemplate.Instance;
+        return null;
+    }
+
+    /// <summary>
+    /// The template for a model whose tokenizer is <paramref name="tokenizer"/>: the family of its own chat_template
+    /// when it has one that <see cref="Recognize"/> knows; otherwise the <see cref="ForModelType"/> choice, with
+    /// <paramref name="notice"/> saying why (or, with <paramref name="requireRecognized"/>, a
+    /// <see cref="TokenizerFormatException"/> for a template that is there but not recognised).
+    /// </summary>
+    public static ChatTemplate ForTokenizer(string modelType, LoadedTokenizer tokenizer, bool requireRecognized, out string? notice)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        notice = null;
+        if (tokenizer.ChatTemplateSource is not { Length: > 0 } source) return ForModelType(modelType, tokenizer.SpecialTokens);
+        if (Recognize(source) is { } known) return known;
+        var fallback = ForModelType(modelType, tokenizer.SpecialTokens);
+        string message = $"the model's chat_template is none of the supported families ({string.Join(", ", Names)})";
+        if (requireRecognized) throw new TokenizerFormatException(tokenizer.File, message);
+        notice = $"{message}; using '{fallback.Name}', chosen from model_type '{modelType}'";
+        return fallback;
     }
 
     /// <summary>model_type from a package's manifest.json or a checkpoint's config.json.</summary>
