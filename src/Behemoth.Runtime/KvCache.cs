@@ -151,6 +151,60 @@ public sealed class KvCache : IDisposable
     private OrtValue Empty() => OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, _kvHeads, 0, _headDim]);
 
     /// <summary>
+    /// Writes the keys and values held (per layer: the positions held, then keys and values as
+    /// [kv_heads, positions, head_dim] floats) for <see cref="Generation.Generator.SaveState(System.IO.Stream)"/>.
+    /// </summary>
+    internal void WriteTo(BinaryWriter writer)
+    {
+        using var lease = Enter();
+        writer.Write(Length);
+        foreach (var c in _layers)
+        {
+            int held = c.Shared ? Length : c.PastLength, stride = c.Shared ? c.Capacity : c.PastLength;
+            writer.Write(held);
+            foreach (var tensor in new[] { c.Key!, c.Value! })
+            {
+                var data = tensor.GetTensorDataAsSpan<float>();
+                for (int h = 0; h < _kvHeads; h++)
+                    writer.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.Slice(h * stride * _headDim, held * _headDim)));
+            }
+        }
+    }
+
+    /// <summary>Reads what <see cref="WriteTo"/> wrote into this empty cache; false when the layer lengths cannot be this model's.</summary>
+    internal bool ReadFrom(BinaryReader reader)
+    {
+        using var lease = Enter();
+        int length = reader.ReadInt32();
+        if (length < 0 || length > _maxCapacity) return false;
+        foreach (var c in _layers)
+        {
+            int held = reader.ReadInt32();
+            if (held < 0 || held > length || (c.Shared && held != length)) return false;
+            var key = new float[_kvHeads * held * _headDim];
+            var value = new float[_kvHeads * held * _headDim];
+            reader.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(key.AsSpan()));
+            reader.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(value.AsSpan()));
+            if (c.Shared)
+            {
+                if (held > c.Capacity) c.Allocate(_kvHeads, Math.Min(_maxCapacity, Math.Max(held, 2 * c.Capacity)), _headDim);
+                var k = c.Key!.GetTensorMutableDataAsSpan<float>();
+                var v = c.Value!.GetTensorMutableDataAsSpan<float>();
+                for (int h = 0; h < _kvHeads; h++)
+                {
+                    key.AsSpan(h * held * _headDim, held * _headDim).CopyTo(k[(h * c.Capacity * _headDim)..]);
+                    value.AsSpan(h * held * _headDim, held * _headDim).CopyTo(v[(h * c.Capacity * _headDim)..]);
+                }
+            }
+            else
+                c.SetPast(OrtValue.CreateTensorValueFromMemory(key, [1, _kvHeads, held, _headDim]),
+                          OrtValue.CreateTensorValueFromMemory(value, [1, _kvHeads, held, _headDim]), held);
+        }
+        Length = length;
+        return true;
+    }
+
+    /// <summary>
     /// Frees the keys and values; a Forward running on the cache is terminated first and waited for. Idempotent and
     /// thread-safe.
     /// </summary>

@@ -55,6 +55,76 @@ public sealed class Generator : IDisposable
         return next;
     }
 
+    /// <summary>
+    /// Writes the sequence (tokens, last logits, KV cache) with the package profile it belongs to and a checksum, so
+    /// that <see cref="RestoreState(DecoderSession, Stream, string, GenerationOptions?, IEnumerable{int}?)"/> can carry
+    /// on without running the tokens again (an app killed in the background resumes where it was).
+    /// </summary>
+    public void SaveState(Stream destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(destination);
+        GeneratorState.Write(destination, _session, _tokens, _run, _logits, _hasLogits, _cache);
+    }
+
+    /// <summary>As above, to <paramref name="path"/>: written to a temporary file beside it, then renamed into place.</summary>
+    public void SaveState(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string temp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                SaveState(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A generator carrying on a sequence saved by <see cref="SaveState(Stream)"/> on the same profile of the same
+    /// package (<paramref name="name"/> names the source in errors).
+    /// </summary>
+    /// <exception cref="SessionStateException">The state was saved from another package or profile, or is damaged.</exception>
+    public static Generator RestoreState(DecoderSession session, Stream source, string name, GenerationOptions? options = null, IEnumerable<int>? stopTokenIds = null)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(source);
+        var generator = new Generator(session, options, stopTokenIds);
+        var state = GeneratorState.ReadFrom(source, name, session, Math.Min(session.Shape.ContextLength, 256));
+        generator._tokens.AddRange(state.Tokens);
+        generator._seen.UnionWith(state.Tokens);
+        (generator._run, generator._cache, generator._hasLogits) = (state.Run, state.Cache, state.Logits is not null);
+        state.Logits?.CopyTo(generator._logits, 0);
+        return generator;
+    }
+
+    /// <summary>As above, from the file at <paramref name="path"/>.</summary>
+    public static Generator RestoreState(DecoderSession session, string path, GenerationOptions? options = null, IEnumerable<int>? stopTokenIds = null)
+    {
+        using var stream = PackageFileOpen(path);
+        return RestoreState(session, stream, path, options, stopTokenIds);
+    }
+
+    private static FileStream PackageFileOpen(string path)
+    {
+        try
+        {
+            return Behemoth.Package.PackageFile.OpenRegular(path, 1 << 20);
+        }
+        catch (Behemoth.Package.PackageFormatException e)
+        {
+            throw new SessionStateException(path, e.Message[(path.Length + 2)..]);
+        }
+    }
+
     /// <summary>The sequence so far: every token appended or generated (stop tokens are not part of it). When the
     /// context fills, the last generated token is one past it: it is returned but can never run.</summary>
     public IReadOnlyList<int> Tokens => _tokens;
