@@ -84,9 +84,14 @@ public sealed unsafe class VerifiedProfile : IDisposable
             foreach (var (file, list) in byFile)
             {
                 var entry = manifest.Files[file];
+                string path = Path.Combine(directory, file);
+                using var stream = PackageFile.OpenRegular(path, options: FileOptions.RandomAccess);
+                // the size the manifest claims is checked against the file before anything is sized by it
+                if (stream.Length != entry.Bytes)
+                    throw new PackageFormatException(path, $"holds {stream.Length:N0} bytes, the manifest records {entry.Bytes:N0} (truncated or replaced)");
                 var buffer = (nint)NativeMemory.Alloc((nuint)Math.Max(1, entry.Bytes));
                 buffers[file] = buffer;
-                ReadRegions(Path.Combine(directory, file), entry, Merge(list), (byte*)buffer, cancellationToken);
+                ReadRegions(stream, path, entry, Merge(list), (byte*)buffer, cancellationToken);
             }
             return new VerifiedProfile(profile, info, graph, tensors, buffers);
         }
@@ -123,11 +128,8 @@ public sealed unsafe class VerifiedProfile : IDisposable
         return merged;
     }
 
-    private static void ReadRegions(string path, FileEntry entry, List<(long Start, long End)> regions, byte* buffer, CancellationToken cancellationToken)
+    private static void ReadRegions(FileStream stream, string path, FileEntry entry, List<(long Start, long End)> regions, byte* buffer, CancellationToken cancellationToken)
     {
-        using var stream = PackageFile.OpenRegular(path, options: FileOptions.RandomAccess);
-        if (stream.Length != entry.Bytes)
-            throw new PackageFormatException(path, $"holds {stream.Length:N0} bytes, the manifest records {entry.Bytes:N0} (truncated or replaced)");
         bool blocked = entry is { BlockBytes: > 0, BlockSha256: not null };
         long block = blocked ? entry.BlockBytes!.Value : Math.Max(1, entry.Bytes);
         long blocks = (entry.Bytes + block - 1) / block;

@@ -175,6 +175,7 @@ public sealed class PackageAttackTests(NanoPackageFixture nano) : IClassFixture<
     [InlineData("block_sha256", "null")]
     [InlineData("sha256", "null")]
     [InlineData("bytes", "-5")]
+    [InlineData("bytes", "1000000000000000")]
     public void Broken_file_entries_are_refused_naming_the_manifest(string field, string json)
     {
         string dir = Copy();
