@@ -71,6 +71,29 @@ public sealed class ChatConversationTests(ChatPackageFixture package) : IClassFi
         Assert.Equal(0, tiny.CachedConversations);        // one conversation's cache is already over the byte cap
     }
 
+    [Fact]
+    public async Task A_saved_conversation_restores_in_another_client_and_carries_on_from_its_cache()
+    {
+        using var temp = new Behemoth.Tests.TempDirectory();
+        using var first = NewClient();
+        var history = new List<ChatMessage> { new(ChatRole.User, "Hello there") };
+        history.Add((await first.GetResponseAsync(history, Turn("c"))).Messages[0]);
+        history.Add(new ChatMessage(ChatRole.User, "And then?"));
+        await first.SaveConversationAsync("c", temp.File("c.state"));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => first.SaveConversationAsync("never-ran", temp.File("x.state")));
+
+        using var second = NewClient();       // as after the app was killed: nothing cached
+        await second.RestoreConversationAsync("c", temp.File("c.state"));
+        var restored = await second.GetResponseAsync(history, Turn("c"));
+        var original = await first.GetResponseAsync(history, Turn("c"));
+        Assert.Equal(original.Text, restored.Text);
+        Assert.Equal(original.Usage!.CachedInputTokenCount, restored.Usage!.CachedInputTokenCount);
+        Assert.True(restored.Usage.CachedInputTokenCount > 0);
+
+        File.WriteAllBytes(temp.File("c.state"), File.ReadAllBytes(temp.File("c.state"))[..100]);
+        await Assert.ThrowsAsync<Behemoth.Runtime.Generation.SessionStateException>(() => second.RestoreConversationAsync("d", temp.File("c.state")));
+    }
+
     public static TheoryData<string> Unsupported() => ["tools", "json", "frequency", "presence", "model", "tool message", "function call"];
 
     [Theory]

@@ -90,6 +90,54 @@ public sealed class BehemothChatClient : IChatClient
     /// <summary>Conversations whose KV cache is kept now.</summary>
     public int CachedConversations => _conversations.Count;
 
+    /// <summary>
+    /// Saves the kept cache of conversation <paramref name="conversationId"/> to <paramref name="path"/> (see
+    /// <see cref="Generator.SaveState(string)"/>), so that an app killed in the background can
+    /// <see cref="RestoreConversationAsync"/> it and carry on without running the conversation again.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The client keeps no cache for that conversation.</exception>
+    public async Task SaveConversationAsync(string conversationId, string path, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(conversationId);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);     // not while a turn runs on it
+        try
+        {
+            var generator = _conversations.Take(conversationId)
+                ?? throw new InvalidOperationException($"no cached conversation '{conversationId}' (it never ran, or was evicted)");
+            try
+            {
+                generator.SaveState(path);
+            }
+            finally
+            {
+                _conversations.Put(conversationId, generator);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Restores a conversation saved by <see cref="SaveConversationAsync"/> under <paramref name="conversationId"/>.</summary>
+    /// <exception cref="SessionStateException">The file was saved from another package or profile, or is damaged.</exception>
+    public async Task RestoreConversationAsync(string conversationId, string path, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(conversationId);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var generator = Generator.RestoreState(Session, path, _defaults);
+            _conversations.Put(conversationId, generator);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     /// <summary>The loaded profile the client generates with (the caller's to dispose, after the client).</summary>
     public DecoderSession Session { get; }
     /// <summary>The tokenizer prompts are encoded and replies decoded with.</summary>
