@@ -50,6 +50,62 @@ public static class PackageFile
     }
 
     /// <summary>
+    /// Opens an input the user names (a config, stats, calibration text, a batch's prompts) without ever blocking on
+    /// the open: a regular file, or a pipe, which is then read as a stream (a FIFO nobody writes to reads as empty
+    /// instead of hanging; one a process writes to, or a shell's <c>&lt;(…)</c>, streams as usual).
+    /// </summary>
+    /// <exception cref="PackageFormatException">Missing, a directory, or not openable.</exception>
+    public static FileStream OpenInput(string path, int bufferSize = 1 << 16)
+    {
+        if (Directory.Exists(path)) throw new PackageFormatException(path, "a directory, expected a file");
+        if (!File.Exists(path)) throw new PackageFormatException(path, "missing");
+        if (!OperatingSystem.IsLinux()) return OpenOrThrow(path, () => File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite), bufferSize);
+        return OpenOrThrow(path, () =>
+        {
+            var handle = OpenNonBlocking(path);
+            // reads block as usual from here on (for a pipe: until its writer writes, or EOF when there is none)
+            int fd = (int)handle.DangerousGetHandle();
+            int flags = Fcntl(fd, 3 /* F_GETFL */, 0);
+            if (flags < 0 || Fcntl(fd, 4 /* F_SETFL */, flags & ~0x800) < 0)
+            {
+                handle.Dispose();
+                throw new IOException($"fcntl failed (errno {Marshal.GetLastPInvokeError()})");
+            }
+            return handle;
+        }, bufferSize);
+    }
+
+    /// <summary>The whole input (see <see cref="OpenInput"/>), at most <paramref name="maxBytes"/> long.</summary>
+    /// <exception cref="PackageFormatException">Missing, a directory, or longer than <paramref name="maxBytes"/>.</exception>
+    public static byte[] ReadInput(string path, long maxBytes = MaxWholeFileBytes)
+    {
+        using var stream = OpenInput(path);
+        using var memory = new MemoryStream();
+        var buffer = new byte[1 << 16];
+        int n;
+        while ((n = stream.Read(buffer)) > 0)
+        {
+            if (memory.Length + n > maxBytes) throw new PackageFormatException(path, $"longer than the {maxBytes:N0} bytes a file of its kind may have");
+            memory.Write(buffer, 0, n);
+        }
+        return memory.ToArray();
+    }
+
+    private static FileStream OpenOrThrow(string path, Func<SafeFileHandle> open, int bufferSize)
+    {
+        SafeFileHandle handle;
+        try
+        {
+            handle = open();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PackageFormatException(path, "cannot be opened: " + e.Message);
+        }
+        return new FileStream(handle, FileAccess.Read, bufferSize);
+    }
+
+    /// <summary>
     /// The whole file, at most <paramref name="maxBytes"/> long; with <paramref name="expected"/>, it must have that size
     /// and SHA-256, and the bytes returned are the bytes hashed (nothing is read again after the check).
     /// </summary>
@@ -96,6 +152,9 @@ public static class PackageFile
         }
         return new SafeFileHandle(fd, ownsHandle: true);
     }
+
+    [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static extern int Fcntl(int fd, int command, int argument);
 
     [DllImport("libc", EntryPoint = "open", SetLastError = true)]
     private static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);

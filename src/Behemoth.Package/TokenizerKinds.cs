@@ -25,7 +25,7 @@ public static class TokenizerKinds
     {
         Span<byte> head = stackalloc byte[256];
         int n;
-        using (var stream = File.OpenRead(path))
+        using (var stream = PackageFile.OpenInput(path))
             n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         return LooksLikeTiktoken(head[..n]);
     }

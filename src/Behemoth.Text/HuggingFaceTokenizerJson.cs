@@ -25,7 +25,7 @@ internal static class HuggingFaceTokenizerJson
     /// <summary>The regex of GPT-2's byte-level pre-tokenizer, which ByteLevel applies when use_regex is true.</summary>
     private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-    public static (Tokenizer Tokenizer, Dictionary<string, int> AddedTokens) Load(string path) => Load(path, File.ReadAllBytes(path));
+    public static (Tokenizer Tokenizer, Dictionary<string, int> AddedTokens) Load(string path) => Load(path, Behemoth.Package.PackageFile.ReadInput(path));
 
     /// <summary>From the file's bytes (<paramref name="path"/> names it in errors).</summary>
     public static (Tokenizer Tokenizer, Dictionary<string, int> AddedTokens) Load(string path, byte[] bytes)

@@ -17,7 +17,7 @@ internal static class SentencePieceModelFile
     private const int Unknown = 2, Control = 3, UserDefined = 4;
 
     /// <summary>Special pieces and their ids (the piece's position in the model).</summary>
-    public static Dictionary<string, int> ReadSpecialPieces(string path) => ReadSpecialPieces(path, File.ReadAllBytes(path));
+    public static Dictionary<string, int> ReadSpecialPieces(string path) => ReadSpecialPieces(path, Behemoth.Package.PackageFile.ReadInput(path));
 
     /// <summary>From the file's bytes (<paramref name="path"/> names it in errors).</summary>
     public static Dictionary<string, int> ReadSpecialPieces(string path, byte[] bytes)

@@ -33,7 +33,7 @@ internal sealed record TiktokenFamily(string Name, int BaseVocabSize, string Pat
     };
 
     /// <summary>Number of non-empty lines, each one rank.</summary>
-    public static int CountRanks(string path) => CountRanks(File.ReadAllBytes(path));
+    public static int CountRanks(string path) => CountRanks(Behemoth.Package.PackageFile.ReadInput(path));
 
     /// <summary>As above, over the file's bytes.</summary>
     public static int CountRanks(ReadOnlySpan<byte> bytes)

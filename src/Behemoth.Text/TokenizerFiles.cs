@@ -43,7 +43,7 @@ public sealed class TokenizerFiles
     /// <exception cref="FileNotFoundException">The file is not there.</exception>
     public byte[] Read(string name)
     {
-        if (_verified is null) return File.ReadAllBytes(PathOf(name));
+        if (_verified is null) return Behemoth.Package.PackageFile.ReadInput(PathOf(name));
         return _verified.TryGetValue(name, out var bytes) ? bytes : throw new FileNotFoundException($"{PathOf(name)}: not among the tokenizer's files", PathOf(name));
     }
 

@@ -229,6 +229,31 @@ public sealed class PackageAttackTests(NanoPackageFixture nano) : IClassFixture<
         Assert.Throws<ArgumentOutOfRangeException>(() => DecoderSession.Open(nano.Package, "full", ExecutionProvider.Cpu, 100_000));
     }
 
+    [Fact]
+    public async Task A_fifo_as_any_other_input_reads_as_empty_instead_of_hanging()
+    {
+        // a user's inputs may be pipes (a shell's <(...) streams as usual); a FIFO nobody writes to must not hang
+        if (!OperatingSystem.IsLinux()) return;
+        string dir = _temp.File("inputs");
+        Directory.CreateDirectory(dir);
+        string Fifo(string name)
+        {
+            string path = Path.Combine(dir, name);
+            Assert.Equal(0, MakeFifo(path, 0b110_100_100));
+            return path;
+        }
+        string config = Fifo("config.json"), device = Fifo("device.json"), stats = Fifo("stats.json"), prompts = Fifo("prompts.jsonl");
+        var reads = Task.Run(() =>
+        {
+            Assert.ThrowsAny<BehemothException>(() => Behemoth.Formats.Config.ConfigReader.Load(config));
+            Assert.ThrowsAny<BehemothException>(() => Behemoth.Exporter.Pruning.DeviceSpec.Read(device));
+            Assert.ThrowsAny<BehemothException>(() => Behemoth.Exporter.Pruning.ExpertStats.Read(stats));
+            Assert.Empty(Runtime.Batch.BatchInput.Read(prompts, new Runtime.Generation.GenerationOptions()));
+        });
+        Assert.Same(reads, await Task.WhenAny(reads, Task.Delay(TimeSpan.FromSeconds(60))));
+        await reads;
+    }
+
     [DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
     private static extern int MakeFifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 }

@@ -120,7 +120,7 @@ internal static class LogitsCommand
         {
             try
             {
-                var ids = JsonSerializer.Deserialize<int[]>(File.ReadAllText(file))
+                var ids = JsonSerializer.Deserialize<int[]>(PackageFile.ReadInput(file))
                     ?? throw new BehemothException($"{file}: expected a JSON list of token ids, found null");
                 return ids.Length > 0 ? ids : throw new BehemothException($"{file}: no token ids given");
             }
@@ -140,11 +140,11 @@ internal static class LogitsCommand
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            bytes = PackageFile.ReadInput(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (PackageFormatException e)
         {
-            throw new BehemothException($"--expect {path}: cannot read ({e.Message})");
+            throw new BehemothException($"--expect {path}: cannot read ({e.Message[(path.Length + 2)..]})");
         }
         if (bytes.Length == 0 || bytes.Length % sizeof(float) != 0)
             throw new BehemothException($"--expect {path}: holds {bytes.Length} bytes, not a non-empty float32 [seq, vocab] file");

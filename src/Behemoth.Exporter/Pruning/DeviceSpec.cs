@@ -56,7 +56,7 @@ public sealed record DeviceSpec
         DeviceSpec? spec;
         try
         {
-            spec = JsonSerializer.Deserialize<DeviceSpec>(System.IO.File.ReadAllText(path));
+            spec = JsonSerializer.Deserialize<DeviceSpec>(PackageFile.ReadInput(path));
         }
         catch (JsonException e)
         {

@@ -28,7 +28,7 @@ public sealed record ExpertStats
         ExpertStats? stats;
         try
         {
-            stats = JsonSerializer.Deserialize<ExpertStats>(File.ReadAllText(path), Json);
+            stats = JsonSerializer.Deserialize<ExpertStats>(PackageFile.ReadInput(path), Json);
         }
         catch (JsonException e)
         {

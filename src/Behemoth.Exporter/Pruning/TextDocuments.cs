@@ -20,7 +20,7 @@ public static class TextDocuments
         bool jsonl = file.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || file.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
         int line = 0;
         var paragraph = new StringBuilder();
-        using var reader = new StreamReader(file, strict, detectEncodingFromByteOrderMarks: true);
+        using var reader = new StreamReader(Behemoth.Package.PackageFile.OpenInput(file), strict, detectEncodingFromByteOrderMarks: true);
         try
         {
             for (string? raw; (raw = reader.ReadLine()) is not null;)

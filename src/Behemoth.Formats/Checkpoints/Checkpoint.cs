@@ -86,7 +86,15 @@ public sealed class Checkpoint : IDisposable
 
     private static List<KeyValuePair<string, string>> ReadWeightMap(string indexPath)
     {
-        byte[] bytes = File.ReadAllBytes(indexPath);
+        byte[] bytes;
+        try
+        {
+            bytes = Behemoth.Package.PackageFile.ReadInput(indexPath);
+        }
+        catch (Behemoth.Package.PackageFormatException e)
+        {
+            throw new CheckpointFormatException(indexPath, e.Message[(indexPath.Length + 2)..]);
+        }
         if (!System.Text.Unicode.Utf8.IsValid(bytes))
             throw new CheckpointFormatException(indexPath, "not valid UTF-8 text");
         JsonDocument doc;

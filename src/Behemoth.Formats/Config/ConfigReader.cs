@@ -28,7 +28,11 @@ public sealed class ConfigReader
         byte[] bytes;
         try
         {
-            bytes = System.IO.File.ReadAllBytes(file);
+            bytes = Behemoth.Package.PackageFile.ReadInput(file);
+        }
+        catch (Behemoth.Package.PackageFormatException e)
+        {
+            throw new ModelConfigException(file, e.Message[(file.Length + 2)..]);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -53,7 +53,12 @@ public sealed unsafe class SafetensorsFile : IDisposable
         FileStream stream;
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.RandomAccess);
+            // mapped: a regular file only (a FIFO in its place is refused without blocking)
+            stream = Behemoth.Package.PackageFile.OpenRegular(path, 1, FileOptions.RandomAccess);
+        }
+        catch (Behemoth.Package.PackageFormatException e)
+        {
+            throw new CheckpointFormatException(path, $"cannot open: {e.Message[(path.Length + 2)..]}", inner: e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

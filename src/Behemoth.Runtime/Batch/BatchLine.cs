@@ -69,7 +69,7 @@ public static class BatchInput
     public static IReadOnlyList<BatchLine> Read(string path, GenerationOptions defaults)
     {
         ArgumentNullException.ThrowIfNull(defaults);
-        using var reader = new StreamReader(path, new System.Text.UTF8Encoding(false, false));
+        using var reader = new StreamReader(Behemoth.Package.PackageFile.OpenInput(path), new System.Text.UTF8Encoding(false, false));
         return ParseLines(ReadLines(reader), defaults);
     }
 

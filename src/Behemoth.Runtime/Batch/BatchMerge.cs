@@ -35,7 +35,7 @@ public static class BatchMerge
             for (int i = 0; i < shardFiles.Count; i++)
             {
                 string file = shardFiles[i];
-                var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+                var stream = Behemoth.Package.PackageFile.OpenRegular(file);      // read twice by offset: a regular file, never a blocking open
                 streams.Add(stream);
                 int index = i;
                 BatchRecord.ReadKeys(stream, file, (key, offset, line) =>

@@ -149,7 +149,7 @@ public abstract class ChatTemplate
         {
             string path = Path.Combine(directory, name);
             if (!File.Exists(path)) continue;
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(Behemoth.Package.PackageFile.ReadInput(path));
             if (doc.RootElement.TryGetProperty("model_type", out var type) && type.GetString() is { Length: > 0 } value) return value;
             throw new InvalidDataException($"{path}: no \"model_type\" string, needed to choose the chat template");
         }
