@@ -39,7 +39,8 @@ public sealed class ModelHost : IDisposable
     {
         var provider = ParseProvider(options.Provider);
         var keys = options.TrustedKeys.Select(TrustedKey.Load).ToArray();
-        var manifest = PackageReader.ReadManifest(package, keys);
+        // the profile names only; Model.Open reads the manifest again and checks it (and its signature) once
+        var manifest = PackageReader.ReadManifest(package);
         string profile = ChooseProfile(manifest, options, package, logger);
         var model = Model.Open(package, new ModelOptions { Profile = profile, Provider = provider, Logger = logger, TrustedKeys = keys });
         return new ModelHost(model, options.Profile);

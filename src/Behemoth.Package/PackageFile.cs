@@ -20,32 +20,20 @@ public static class PackageFile
     {
         if (Directory.Exists(path)) throw new PackageFormatException(path, "a directory, expected a file");
         if (!File.Exists(path)) throw new PackageFormatException(path, "missing");
-        SafeFileHandle handle;
-        try
-        {
-            handle = OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD()
-                ? OpenNonBlocking(path)
-                : File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, options);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new PackageFormatException(path, "cannot be opened: " + e.Message);
-        }
+        var stream = OpenOrThrow(path, () => OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD()
+            ? OpenNonBlocking(path)
+            : File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, options), bufferSize);
         try
         {
             // a pipe, socket or terminal cannot seek; a character device (/dev/zero) reports no length but may seek
-            var stream = new FileStream(handle, FileAccess.Read, bufferSize);
             if (!stream.CanSeek || (stream.Length == 0 && IsDevice(path)))
-            {
-                stream.Dispose();
                 throw new PackageFormatException(path, "not a regular file (a FIFO, device or socket)");
-            }
             return stream;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PackageFormatException)
         {
-            handle.Dispose();
-            throw new PackageFormatException(path, "cannot be read: " + e.Message);
+            stream.Dispose();
+            throw e as PackageFormatException ?? new PackageFormatException(path, "cannot be read: " + e.Message);
         }
     }
 
@@ -102,7 +90,15 @@ public static class PackageFile
         {
             throw new PackageFormatException(path, "cannot be opened: " + e.Message);
         }
-        return new FileStream(handle, FileAccess.Read, bufferSize);
+        try
+        {
+            return new FileStream(handle, FileAccess.Read, bufferSize);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
